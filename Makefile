@@ -1,0 +1,56 @@
+# pvnfs: a CSI driver giving every ReadWriteMany volume its own NFS server.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/pvnfs/pvnfs/pkg/version.Version=$(VERSION)
+BIN := bin
+TOOLS := test/tools/install.sh
+# Where install.sh keeps the tools it builds (outside the repository, reused by
+# every clone on this machine).
+export PVNFS_TOOLS_DIR ?= $(HOME)/.cache/pvnfs/tools
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(PVNFS_TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+# The whole suite must stay within CI's 90 minutes on 2 cores.
+TEST_TIMEOUT ?= 60m
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build pvnfs-csi and pvnfs-server into bin/.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+.PHONY: tools
+tools: ## Install what the tests need: Debian packages, the Kubernetes control plane, kwok, csi-provisioner, helm.
+	bash $(TOOLS) all
+
+.PHONY: test
+test: tools ## Run every test CI runs: unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha.
+	PVNFS_REQUIRE_ALL=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: test-unit
+test-unit: ## Run only the tests that need no root, mounts or control plane (they skip).
+	$(GO) test -count=1 -short ./...
+
+.PHONY: verify
+verify: $(STATICCHECK) ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: fuzz
+fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
+	$(GO) test -run '^$$' -fuzz FuzzIDFromName -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzParseContext -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf $(BIN)

@@ -1,0 +1,140 @@
+// Command pvnfs-csi is the pvnfs CSI plugin: the controller service (one Deployment
+// per cluster) and the node service (a DaemonSet in the host network). main only
+// parses flags and wires the pieces together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/pvnfs/pvnfs/pkg/controller"
+	"github.com/pvnfs/pvnfs/pkg/csiserver"
+	"github.com/pvnfs/pvnfs/pkg/identity"
+	"github.com/pvnfs/pvnfs/pkg/version"
+)
+
+func main() {
+	opts := defaultOptions()
+	fs := flag.NewFlagSet("pvnfs-csi", flag.ExitOnError)
+	klog.InitFlags(fs)
+	opts.addFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "pvnfs-csi %s: CSI driver %s giving every ReadWriteMany volume its own NFS server.\n\nUsage: pvnfs-csi [flags]\n\nFlags:\n", version.Version, opts.driverName)
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(os.Args[1:])
+	if opts.showVersion {
+		fmt.Println("pvnfs-csi", version.Version)
+		return
+	}
+	if err := opts.validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "pvnfs-csi: invalid flags:\n%v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &opts); err != nil {
+		klog.ErrorS(err, "pvnfs-csi stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(ctx context.Context, o *options) error {
+	klog.InfoS("Starting pvnfs-csi", "version", version.Version, "mode", o.mode, "driver", o.driverName)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	services := csiserver.Services{}
+	var ready func(context.Context) error
+	if o.runsController() {
+		client, err := kubeClient(o, reg)
+		if err != nil {
+			return err
+		}
+		ctrl := controller.New(client, controller.Config{
+			Namespace:             o.controller.namespace,
+			ServerImage:           o.controller.serverImage,
+			ServerImagePullPolicy: corev1.PullPolicy(o.controller.serverImagePullPolicy),
+			MaxWait:               o.controller.maxWait,
+		})
+		// Caches fill in the background; Probe says not ready until they have.
+		go func() {
+			if err := ctrl.Start(ctx); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "Controller caches failed to start")
+			}
+		}()
+		services.Controller = ctrl
+		ready = ctrl.Ready
+	}
+	if o.runsNode() {
+		node, err := newNodeService(o)
+		if err != nil {
+			return err
+		}
+		services.Node = node
+	}
+	services.Identity = identity.New(o.driverName, version.Version, o.runsController(), ready)
+
+	if o.metricsAddr != "" {
+		go serveMetrics(ctx, o.metricsAddr, reg)
+	}
+	srv, err := csiserver.Listen(o.endpoint, services)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx, o.shutdownGrace)
+}
+
+// kubeClient builds the Kubernetes client with its rate limits and a per-request
+// timeout, so no API call can block a CSI call forever.
+func kubeClient(o *options, reg prometheus.Registerer) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if o.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the Kubernetes client configuration (set --kubeconfig outside a cluster): %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
+	cfg.Timeout = 30 * time.Second
+	cfg.UserAgent = "pvnfs-csi/" + version.Version
+	controller.InstrumentClient(cfg, reg)
+	return kubernetes.NewForConfig(cfg)
+}
+
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	klog.InfoS("Serving metrics", "address", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		klog.ErrorS(err, "Metrics server failed", "address", addr)
+	}
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pvnfs/pvnfs/pkg/csiserver"
+	"github.com/pvnfs/pvnfs/pkg/volume"
+)
+
+// Modes pvnfs-csi runs in.
+const (
+	modeController = "controller"
+	modeNode       = "node"
+	modeAll        = "all"
+)
+
+// options are pvnfs-csi's flags, registered in addFlags and checked in validate.
+type options struct {
+	mode          string
+	endpoint      string
+	nodeID        string
+	driverName    string
+	kubeconfig    string
+	kubeAPIQPS    float64
+	kubeAPIBurst  int
+	metricsAddr   string
+	showVersion   bool
+	shutdownGrace time.Duration
+
+	controller controllerOptions
+	node       nodeOptions
+}
+
+// controllerOptions are the flags of the controller service.
+type controllerOptions struct {
+	namespace             string
+	serverImage           string
+	serverImagePullPolicy string
+	maxWait               time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		mode:          modeAll,
+		endpoint:      "unix:///csi/csi.sock",
+		driverName:    volume.DefaultDriverName,
+		kubeAPIQPS:    50,
+		kubeAPIBurst:  100,
+		shutdownGrace: 30 * time.Second,
+		controller: controllerOptions{
+			namespace:             "pvnfs-system",
+			serverImagePullPolicy: "IfNotPresent",
+			maxWait:               60 * time.Second,
+		},
+		node: defaultNodeOptions(),
+	}
+}
+
+func (o *options) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.mode, "mode", o.mode, `which CSI services to run: "controller" (provisioning; one Deployment per cluster), "node" (mounting; one per node, in the host network) or "all"`)
+	fs.StringVar(&o.endpoint, "endpoint", o.endpoint, "unix socket the CSI sidecars and kubelet connect to")
+	fs.StringVar(&o.nodeID, "node-id", os.Getenv("NODE_NAME"), "this node's Kubernetes node name (node mode; defaults to $NODE_NAME)")
+	fs.StringVar(&o.driverName, "driver-name", o.driverName, "CSI driver name; StorageClasses name it as their provisioner")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "kubeconfig file for the Kubernetes API; empty uses the in-cluster service account")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "steady rate of requests to the Kubernetes API (client-go's default of 5 is too low for bursts of volumes)")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "burst of requests to the Kubernetes API above --kube-api-qps")
+	fs.StringVar(&o.metricsAddr, "metrics-address", o.metricsAddr, `address ("host:port" or ":port") to serve Prometheus /metrics on; empty disables it`)
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", o.shutdownGrace, "how long calls in flight may run after SIGTERM before they are cut off")
+
+	fs.StringVar(&o.controller.namespace, "namespace", o.controller.namespace, "namespace of every volume's backend PVC, server Deployment and Service (controller mode)")
+	fs.StringVar(&o.controller.serverImage, "server-image", o.controller.serverImage, "container image running pvnfs-server in each volume's server pod (required in controller mode)")
+	fs.StringVar(&o.controller.serverImagePullPolicy, "server-image-pull-policy", o.controller.serverImagePullPolicy, "pull policy of --server-image: Always, IfNotPresent or Never")
+	fs.DurationVar(&o.controller.maxWait, "max-wait", o.controller.maxWait, "longest a CreateVolume or DeleteVolume call waits for its objects when the request carries no deadline; the call then returns a retryable code")
+	o.node.addFlags(fs)
+}
+
+func (o *options) validate() error {
+	var errs []error
+	switch o.mode {
+	case modeController, modeNode, modeAll:
+	default:
+		errs = append(errs, fmt.Errorf("--mode %q: accepted values are controller, node and all", o.mode))
+	}
+	if _, err := csiserver.SocketPath(o.endpoint); err != nil {
+		errs = append(errs, err)
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.driverName); len(msgs) > 0 || len(o.driverName) > 63 {
+		errs = append(errs, fmt.Errorf("--driver-name %q: must be a DNS subdomain of at most 63 characters, like %s", o.driverName, volume.DefaultDriverName))
+	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
+		errs = append(errs, errors.New("--kube-api-qps must be > 0 and --kube-api-burst >= 1"))
+	}
+	if o.shutdownGrace <= 0 {
+		errs = append(errs, errors.New("--shutdown-grace must be positive"))
+	}
+	if o.runsController() {
+		if msgs := validation.IsDNS1123Label(o.controller.namespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--namespace %q: must be a namespace name (a DNS label)", o.controller.namespace))
+		}
+		if o.controller.serverImage == "" {
+			errs = append(errs, errors.New("--server-image is required in controller mode: it is the image every volume's NFS server pod runs"))
+		}
+		switch o.controller.serverImagePullPolicy {
+		case "Always", "IfNotPresent", "Never":
+		default:
+			errs = append(errs, fmt.Errorf("--server-image-pull-policy %q: accepted values are Always, IfNotPresent and Never", o.controller.serverImagePullPolicy))
+		}
+		if o.controller.maxWait <= 0 {
+			errs = append(errs, errors.New("--max-wait must be positive"))
+		}
+	}
+	if o.runsNode() {
+		if o.nodeID == "" {
+			errs = append(errs, errors.New("--node-id is required in node mode (or set $NODE_NAME): it is the Kubernetes node name"))
+		}
+		if err := o.node.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *options) runsController() bool { return o.mode == modeController || o.mode == modeAll }
+func (o *options) runsNode() bool       { return o.mode == modeNode || o.mode == modeAll }

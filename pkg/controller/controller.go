@@ -1,0 +1,419 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/pvnfs/pvnfs/pkg/inflight"
+	"github.com/pvnfs/pvnfs/pkg/parameters"
+	"github.com/pvnfs/pvnfs/pkg/volume"
+)
+
+// Config is the controller's configuration from its flags.
+type Config struct {
+	// Namespace holds every volume's objects.
+	Namespace string
+	// ServerImage runs pvnfs-server; ServerImagePullPolicy is its pull policy.
+	ServerImage           string
+	ServerImagePullPolicy corev1.PullPolicy
+	// MaxWait bounds a call whose request carries no deadline.
+	MaxWait time.Duration
+}
+
+// Service is the CSI controller service.
+type Service struct {
+	csi.UnimplementedControllerServer
+	cfg      Config
+	client   kubernetes.Interface
+	cache    *cache
+	inflight *inflight.Guard
+}
+
+// New returns the controller service. Call Start before serving.
+func New(client kubernetes.Interface, cfg Config) *Service {
+	return &Service{cfg: cfg, client: client, cache: newCache(client, cfg.Namespace), inflight: inflight.New()}
+}
+
+// Start runs the informers until ctx ends and returns once their caches are filled.
+func (s *Service) Start(ctx context.Context) error { return s.cache.start(ctx) }
+
+// Ready returns nil once the caches are filled and the API server answers; the
+// identity service's Probe reports it.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.cache.hasSynced() {
+		return errors.New("informer caches are not filled yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+}
+
+var controllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+	csi.ControllerServiceCapability_RPC_GET_VOLUME,
+	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
+	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+}
+
+// ControllerGetCapabilities lists what the controller offers.
+func (s *Service) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	resp := &csi.ControllerGetCapabilitiesResponse{}
+	for _, c := range controllerCapabilities {
+		resp.Capabilities = append(resp.Capabilities, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}}})
+	}
+	return resp, nil
+}
+
+// CreateVolume ensures the volume's Service, backend PVC and server Deployment exist,
+// then waits until the server serves. A call that runs out of time returns
+// DeadlineExceeded naming what is still missing; the provisioner retries, and the
+// retry picks up where this one stopped.
+func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	v, err := validateCreate(req)
+	if err != nil {
+		return nil, err
+	}
+	release, ok := s.inflight.TryAcquire(v.id)
+	if !ok {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", v.id)
+	}
+	defer release()
+
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := s.checkBackendClass(v); err != nil {
+		return nil, err
+	}
+	if err := s.ensureObjects(ctx, &v); err != nil {
+		return nil, err
+	}
+	st, err := s.waitFor(ctx, v.id, "ready", volumeState.ready)
+	if err != nil {
+		return nil, err
+	}
+	klog.V(2).InfoS("Volume ready", "volumeID", v.id, "name", v.name, "clusterIP", v.clusterIP, "pod", st.pods[0].Name, "node", st.pods[0].Spec.NodeName)
+	return &csi.CreateVolumeResponse{Volume: s.csiVolume(v.id, st)}, nil
+}
+
+// validateCreate checks a CreateVolume request and derives the volume it asks for.
+func validateCreate(req *csi.CreateVolumeRequest) (volumeSpec, error) {
+	if err := requireField("name", req.GetName()); err != nil {
+		return volumeSpec{}, err
+	}
+	id, err := volume.IDFromName(req.GetName())
+	if err != nil {
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "name: %v", err)
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return volumeSpec{}, err
+	}
+	if req.GetVolumeContentSource() != nil {
+		return volumeSpec{}, status.Error(codes.InvalidArgument, "volume_content_source: pvnfs does not clone volumes or restore snapshots")
+	}
+	capacity, err := capacityFor(req.GetCapacityRange())
+	if err != nil {
+		return volumeSpec{}, err
+	}
+	params, err := parameters.Parse(req.GetParameters())
+	if err != nil {
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "StorageClass parameters: %v", err)
+	}
+	p := req.GetParameters()
+	return volumeSpec{
+		id:           id,
+		name:         req.GetName(),
+		params:       params,
+		storedParams: parameters.Stored(p),
+		capacity:     capacity,
+		capRange:     req.GetCapacityRange(),
+		pvName:       p[parameters.PVNameKey],
+		pvcName:      p[parameters.PVCNameKey],
+		pvcNamespace: p[parameters.PVCNamespaceKey],
+	}, nil
+}
+
+// checkBackendClass refuses a volume whose backend StorageClass does not exist
+// before anything is created: otherwise the backend PVC would sit Pending forever.
+func (s *Service) checkBackendClass(v volumeSpec) error {
+	if v.params.BackendStorageClass == "" {
+		return nil
+	}
+	if existing, _ := s.cache.pvcs.PersistentVolumeClaims(s.cfg.Namespace).Get(volume.ObjectName(v.id)); existing != nil {
+		return nil // created already; its class is the backend's business now
+	}
+	_, err := s.cache.storageClasses.Get(v.params.BackendStorageClass)
+	if apierrors.IsNotFound(err) {
+		return status.Errorf(codes.InvalidArgument, "parameter %q: StorageClass %q does not exist; create it or name an existing ReadWriteOnce StorageClass",
+			parameters.BackendStorageClass, v.params.BackendStorageClass)
+	}
+	return err
+}
+
+// DeleteVolume deletes the volume's Deployment, Service and backend PVC and waits
+// until they and the server pods are gone. An unknown or malformed ID is already
+// deleted.
+func (s *Service) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	if err := requireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	id, err := volume.ParseID(req.GetVolumeId())
+	if err != nil {
+		klog.V(2).InfoS("DeleteVolume of an ID pvnfs never made; nothing to do", "volumeID", req.GetVolumeId())
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	release, ok := s.inflight.TryAcquire(id)
+	if !ok {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	}
+	defer release()
+
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := s.deleteObjects(ctx, id); err != nil {
+		return nil, err
+	}
+	if _, err := s.waitFor(ctx, id, "deleted", func(st volumeState) bool { return !st.exists() }); err != nil {
+		return nil, err
+	}
+	klog.V(2).InfoS("Volume deleted", "volumeID", id)
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume grows the backend PVC. The server's filesystem grows online
+// when the backend's driver expands it, and NFS clients see the new size without
+// any node step.
+func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	if err := requireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if req.GetCapacityRange() == nil {
+		return nil, status.Error(codes.InvalidArgument, "capacity_range is required")
+	}
+	if req.GetVolumeCapability() != nil {
+		if err := validateCapabilities([]*csi.VolumeCapability{req.GetVolumeCapability()}); err != nil {
+			return nil, err
+		}
+	}
+	id, err := volume.ParseID(req.GetVolumeId())
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %q does not exist: %v", req.GetVolumeId(), err)
+	}
+	size, err := capacityFor(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	release, ok := s.inflight.TryAcquire(id)
+	if !ok {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	}
+	defer release()
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	got, err := s.expandBackend(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: got, NodeExpansionRequired: false}, nil
+}
+
+// ControllerGetVolume reports a volume's capacity and whether it can serve.
+func (s *Service) ControllerGetVolume(_ context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	if err := requireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	st, id, err := s.existing(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeResponse{
+		Volume: s.csiVolume(id, st),
+		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{VolumeCondition: condition(st)},
+	}, nil
+}
+
+// ValidateVolumeCapabilities confirms the capabilities a volume supports.
+func (s *Service) ValidateVolumeCapabilities(_ context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if err := requireField("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "volume_capabilities: at least one capability is required")
+	}
+	if _, _, err := s.existing(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+	}}, nil
+}
+
+// ListVolumes lists volumes in ID order. The token is the last ID of the previous
+// page, so deleting or adding volumes between pages neither repeats nor skips one.
+func (s *Service) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "max_entries %d must not be negative", req.GetMaxEntries())
+	}
+	after := req.GetStartingToken()
+	if after != "" {
+		if _, err := volume.ParseID(after); err != nil {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is not a token ListVolumes returned", after)
+		}
+	}
+	ids := s.volumeIDs()
+	start := sort.SearchStrings(ids, after)
+	if start < len(ids) && ids[start] == after {
+		start++
+	}
+	ids = ids[start:]
+	resp := &csi.ListVolumesResponse{}
+	if max := int(req.GetMaxEntries()); max > 0 && len(ids) > max {
+		ids = ids[:max]
+		resp.NextToken = ids[max-1]
+	}
+	for _, id := range ids {
+		st := s.cache.lookup(s.cfg.Namespace, id)
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
+			Volume: s.csiVolume(id, st),
+			Status: &csi.ListVolumesResponse_VolumeStatus{VolumeCondition: condition(st)},
+		})
+	}
+	return resp, nil
+}
+
+// volumeIDs returns the sorted IDs of every volume with an object left.
+func (s *Service) volumeIDs() []string {
+	set := map[string]bool{}
+	pvcs, _ := s.cache.pvcs.PersistentVolumeClaims(s.cfg.Namespace).List(labels.Everything())
+	for _, o := range pvcs {
+		set[o.Labels[volume.LabelVolumeID]] = true
+	}
+	deps, _ := s.cache.deployments.Deployments(s.cfg.Namespace).List(labels.Everything())
+	for _, o := range deps {
+		set[o.Labels[volume.LabelVolumeID]] = true
+	}
+	svcs, _ := s.cache.services.Services(s.cfg.Namespace).List(labels.Everything())
+	for _, o := range svcs {
+		set[o.Labels[volume.LabelVolumeID]] = true
+	}
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		if _, err := volume.ParseID(id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// existing returns the state of a volume that exists, or NotFound.
+func (s *Service) existing(rawID string) (volumeState, string, error) {
+	id, err := volume.ParseID(rawID)
+	if err != nil {
+		return volumeState{}, "", status.Errorf(codes.NotFound, "volume %q does not exist: %v", rawID, err)
+	}
+	st := s.cache.lookup(s.cfg.Namespace, id)
+	if !st.exists() {
+		return volumeState{}, "", status.Errorf(codes.NotFound, "volume %s does not exist", id)
+	}
+	return st, id, nil
+}
+
+// csiVolume describes a volume to the CO: its size and how nodes reach it.
+func (s *Service) csiVolume(id string, st volumeState) *csi.Volume {
+	v := &csi.Volume{VolumeId: id}
+	if st.pvc != nil {
+		q := st.pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+		v.CapacityBytes = q.Value()
+	}
+	if st.svc != nil && st.svc.Spec.ClusterIP != "" {
+		ctx := volume.Context{Server: st.svc.Spec.ClusterIP, Share: volume.ExportPath}
+		if st.dep != nil {
+			if _, p, err := parameters.Load(st.dep.Annotations[volume.AnnotationParameters]); err == nil {
+				ctx.NFSVersion = p.NFSVersion
+			}
+		}
+		v.VolumeContext = ctx.Map()
+	}
+	return v
+}
+
+// condition turns a volume's state into the CSI VolumeCondition.
+func condition(st volumeState) *csi.VolumeCondition {
+	if st.ready() {
+		return &csi.VolumeCondition{Abnormal: false, Message: "NFS server is serving"}
+	}
+	return &csi.VolumeCondition{Abnormal: true, Message: st.message()}
+}
+
+// deadline bounds a call: it ends a little before the CO's own deadline, so the
+// retryable answer explaining what is missing reaches the CO before it gives up, and
+// at MaxWait when the request has no deadline.
+func (s *Service) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	end := time.Now().Add(s.cfg.MaxWait)
+	if d, ok := ctx.Deadline(); ok {
+		margin := time.Until(d) / 10
+		if margin > 2*time.Second {
+			margin = 2 * time.Second
+		}
+		if d.Add(-margin).Before(end) {
+			end = d.Add(-margin)
+		}
+	}
+	return context.WithDeadline(ctx, end)
+}
+
+// waitFor waits, woken by watch events, until the volume's state satisfies done.
+func (s *Service) waitFor(ctx context.Context, id, what string, done func(volumeState) bool) (volumeState, error) {
+	for {
+		changed := s.cache.notifier.wait(id)
+		st := s.cache.lookup(s.cfg.Namespace, id)
+		if done(st) {
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return st, status.Errorf(codes.DeadlineExceeded, "volume %s is not %s yet, the call will be retried: %s", id, what, notDoneReason(st, what))
+		}
+	}
+}
+
+func notDoneReason(st volumeState, what string) string {
+	if what != "deleted" {
+		return st.message()
+	}
+	var left []string
+	if st.dep != nil {
+		left = append(left, "Deployment")
+	}
+	if st.svc != nil {
+		left = append(left, "Service")
+	}
+	if st.pvc != nil {
+		left = append(left, "backend PVC (deleted once no pod uses it)")
+	}
+	if len(st.pods) > 0 {
+		left = append(left, fmt.Sprintf("%d server pod(s) terminating", len(st.pods)))
+	}
+	return fmt.Sprintf("still present: %v", left)
+}

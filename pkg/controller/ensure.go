@@ -1,0 +1,247 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/pvnfs/pvnfs/pkg/volume"
+)
+
+// ensureObjects gets or creates the volume's Service, backend PVC and Deployment, in
+// that order: the Service first, so its ClusterIP is allocated before anything costly
+// and is recorded on the PVC and Deployment, from which a lost Service is rebuilt
+// with the same address. Each step is safe to repeat after a crash at any point.
+func (s *Service) ensureObjects(ctx context.Context, v *volumeSpec) error {
+	if err := s.ensureService(ctx, v); err != nil {
+		return err
+	}
+	if err := s.ensurePVC(ctx, *v); err != nil {
+		return err
+	}
+	return s.ensureDeployment(ctx, *v)
+}
+
+func (s *Service) ensureService(ctx context.Context, v *volumeSpec) error {
+	ns, name := s.cfg.Namespace, volume.ObjectName(v.id)
+	svc, err := getOrCreate(ctx,
+		func() (*corev1.Service, error) { return s.cache.services.Services(ns).Get(name) },
+		func(ctx context.Context) (*corev1.Service, error) {
+			want := *v
+			want.clusterIP = s.recordedClusterIP(v.id)
+			return s.client.CoreV1().Services(ns).Create(ctx, s.cfg.buildService(want), metav1.CreateOptions{})
+		},
+		func(ctx context.Context) (*corev1.Service, error) {
+			return s.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		})
+	if err != nil {
+		return fmt.Errorf("ensuring Service %s/%s: %w", ns, name, err)
+	}
+	if err := checkSameVolume(svc, *v); err != nil {
+		return err
+	}
+	v.clusterIP = svc.Spec.ClusterIP
+	return nil
+}
+
+// recordedClusterIP returns the ClusterIP a volume's other objects remember, so a
+// Service deleted behind pvnfs's back comes back at the address nodes have mounted.
+func (s *Service) recordedClusterIP(id string) string {
+	name := volume.ObjectName(id)
+	if pvc, _ := s.cache.pvcs.PersistentVolumeClaims(s.cfg.Namespace).Get(name); pvc != nil && pvc.Annotations[volume.AnnotationClusterIP] != "" {
+		return pvc.Annotations[volume.AnnotationClusterIP]
+	}
+	if dep, _ := s.cache.deployments.Deployments(s.cfg.Namespace).Get(name); dep != nil {
+		return dep.Annotations[volume.AnnotationClusterIP]
+	}
+	return ""
+}
+
+func (s *Service) ensurePVC(ctx context.Context, v volumeSpec) error {
+	ns, name := s.cfg.Namespace, volume.ObjectName(v.id)
+	pvc, err := getOrCreate(ctx,
+		func() (*corev1.PersistentVolumeClaim, error) {
+			return s.cache.pvcs.PersistentVolumeClaims(ns).Get(name)
+		},
+		func(ctx context.Context) (*corev1.PersistentVolumeClaim, error) {
+			return s.client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, s.cfg.buildBackendPVC(v), metav1.CreateOptions{})
+		},
+		func(ctx context.Context) (*corev1.PersistentVolumeClaim, error) {
+			return s.client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		})
+	if err != nil {
+		return fmt.Errorf("ensuring backend PVC %s/%s: %w", ns, name, err)
+	}
+	if err := checkSameVolume(pvc, v); err != nil {
+		return err
+	}
+	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if !capacityFits(size.Value(), v.capRange) {
+		return status.Errorf(codes.AlreadyExists, "volume %q exists with %s, outside the requested range (required %d, limit %d bytes)",
+			v.name, size.String(), v.capRange.GetRequiredBytes(), v.capRange.GetLimitBytes())
+	}
+	return nil
+}
+
+func (s *Service) ensureDeployment(ctx context.Context, v volumeSpec) error {
+	ns, name := s.cfg.Namespace, volume.ObjectName(v.id)
+	dep, err := getOrCreate(ctx,
+		func() (*appsv1.Deployment, error) { return s.cache.deployments.Deployments(ns).Get(name) },
+		func(ctx context.Context) (*appsv1.Deployment, error) {
+			return s.client.AppsV1().Deployments(ns).Create(ctx, s.cfg.buildDeployment(v), metav1.CreateOptions{})
+		},
+		func(ctx context.Context) (*appsv1.Deployment, error) {
+			return s.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		})
+	if err != nil {
+		return fmt.Errorf("ensuring server Deployment %s/%s: %w", ns, name, err)
+	}
+	return checkSameVolume(dep, v)
+}
+
+// getOrCreate returns the object from the cache, or creates it, or, when a create
+// races another (a retry, a second controller), reads the winner from the API.
+func getOrCreate[T any](ctx context.Context, cached func() (T, error), create, get func(context.Context) (T, error)) (T, error) {
+	if obj, err := cached(); err == nil {
+		return obj, nil
+	}
+	obj, err := create(ctx)
+	if apierrors.IsAlreadyExists(err) {
+		return get(ctx)
+	}
+	return obj, err
+}
+
+// checkSameVolume refuses an object that serves another volume name (an ID
+// collision) or the same name with other parameters: CSI asks for AlreadyExists.
+func checkSameVolume(obj metav1.Object, v volumeSpec) error {
+	a := obj.GetAnnotations()
+	if got := a[volume.AnnotationVolumeName]; got != v.name {
+		return status.Errorf(codes.AlreadyExists, "%s %s/%s belongs to volume %q, not %q", kindOf(obj), obj.GetNamespace(), obj.GetName(), got, v.name)
+	}
+	if got := a[volume.AnnotationParameters]; got != v.storedParams {
+		return status.Errorf(codes.AlreadyExists, "volume %q exists with other parameters: %s, requested %s", v.name, got, v.storedParams)
+	}
+	return nil
+}
+
+// deleteObjects deletes the Deployment first (its pod releases the backend volume),
+// then the Service and the backend PVC. Only objects labelled for this volume are
+// deleted, each by UID, so a same-named object created meanwhile is left alone.
+func (s *Service) deleteObjects(ctx context.Context, id string) error {
+	ns, name := s.cfg.Namespace, volume.ObjectName(id)
+	bg := metav1.DeletePropagationBackground
+	steps := []struct {
+		kind   string
+		cached func() (metav1.Object, error)
+		del    func(context.Context, metav1.DeleteOptions) error
+	}{
+		{"Deployment", func() (metav1.Object, error) { return s.cache.deployments.Deployments(ns).Get(name) },
+			func(ctx context.Context, o metav1.DeleteOptions) error {
+				return s.client.AppsV1().Deployments(ns).Delete(ctx, name, o)
+			}},
+		{"Service", func() (metav1.Object, error) { return s.cache.services.Services(ns).Get(name) },
+			func(ctx context.Context, o metav1.DeleteOptions) error {
+				return s.client.CoreV1().Services(ns).Delete(ctx, name, o)
+			}},
+		{"PersistentVolumeClaim", func() (metav1.Object, error) { return s.cache.pvcs.PersistentVolumeClaims(ns).Get(name) },
+			func(ctx context.Context, o metav1.DeleteOptions) error {
+				return s.client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, o)
+			}},
+	}
+	for _, step := range steps {
+		opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+		obj, err := step.cached()
+		if err == nil {
+			if obj.GetLabels()[volume.LabelVolumeID] != id {
+				klog.InfoS("Not deleting an object pvnfs did not create", "kind", step.kind, "namespace", ns, "name", name)
+				continue
+			}
+			if obj.GetDeletionTimestamp() != nil {
+				continue
+			}
+			uid := types.UID(obj.GetUID())
+			opts.Preconditions = &metav1.Preconditions{UID: &uid}
+		}
+		// Not in the cache: it may be too new to be there; delete by name.
+		if err := step.del(ctx, opts); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting %s %s/%s: %w", step.kind, ns, name, err)
+		}
+	}
+	return nil
+}
+
+// expandBackend raises the backend PVC's storage request to size and returns the new
+// request. It never shrinks: CSI expansion only grows.
+func (s *Service) expandBackend(ctx context.Context, id string, size int64) (int64, error) {
+	ns, name := s.cfg.Namespace, volume.ObjectName(id)
+	pvc, err := s.cache.pvcs.PersistentVolumeClaims(ns).Get(name)
+	if err != nil {
+		if pvc, err = s.client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return 0, status.Errorf(codes.NotFound, "volume %s does not exist", id)
+			}
+			return 0, err
+		}
+	}
+	cur := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if cur.Value() >= size {
+		return cur.Value(), nil
+	}
+	if err := s.checkExpandable(pvc); err != nil {
+		return 0, err
+	}
+	q := resource.NewQuantity(size, resource.BinarySI)
+	patch := fmt.Sprintf(`{"spec":{"resources":{"requests":{"storage":%q}}}}`, q.String())
+	if _, err := s.client.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			return 0, status.Errorf(codes.FailedPrecondition, "the backend PVC %s/%s cannot grow to %s: %v", ns, name, q.String(), err)
+		}
+		return 0, fmt.Errorf("growing backend PVC %s/%s to %s: %w", ns, name, q.String(), err)
+	}
+	klog.V(2).InfoS("Backend PVC expanded", "volumeID", id, "from", cur.String(), "to", q.String())
+	return size, nil
+}
+
+// checkExpandable explains, before trying, that a backend StorageClass without
+// allowVolumeExpansion cannot grow: the API server would refuse the patch with a
+// message about the PVC, not about the class the user has to change.
+func (s *Service) checkExpandable(pvc *corev1.PersistentVolumeClaim) error {
+	class := ""
+	if pvc.Spec.StorageClassName != nil {
+		class = *pvc.Spec.StorageClassName
+	}
+	if class == "" {
+		return nil // let the API server decide; nothing better to say
+	}
+	sc, err := s.cache.storageClasses.Get(class)
+	if err != nil {
+		return nil
+	}
+	if sc.AllowVolumeExpansion == nil || !*sc.AllowVolumeExpansion {
+		return status.Errorf(codes.FailedPrecondition,
+			"the backend StorageClass %q does not allow volume expansion: set allowVolumeExpansion: true on it to grow pvnfs volumes", class)
+	}
+	return nil
+}
+
+func kindOf(obj metav1.Object) string {
+	switch obj.(type) {
+	case *corev1.Service:
+		return "Service"
+	case *corev1.PersistentVolumeClaim:
+		return "PersistentVolumeClaim"
+	case *appsv1.Deployment:
+		return "Deployment"
+	}
+	return "object"
+}

@@ -1,0 +1,228 @@
+package nfsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
+)
+
+// probeFile is the file the backend write probe rewrites in the state directory.
+const probeFile = "health-probe"
+
+// remedyVolume is what to do when the backend volume is not usable.
+const remedyVolume = "check that the backend PVC is bound and mounted at --volume-root " +
+	"(the server Deployment's volumeMounts) and that its filesystem is writable by root"
+
+// prepareVolume lays out the backend volume: the export directory and the state
+// directory below the volume root, so that clients never see lost+found or the
+// server's state, and the export root's owner and mode when asked. Only the export
+// root itself is changed, never the tree below it: a recursive walk on every start
+// would take minutes on a large volume and override what applications set.
+func prepareVolume(ctx context.Context, c serverconfig.Config) error {
+	// Directory operations on hung storage block in the kernel; the deadline lets
+	// the server fail with a message instead of hanging with it.
+	done := make(chan error, 1)
+	go func() { done <- layoutVolume(c) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return engine.Fail("prepare the backend volume",
+			fmt.Errorf("%s did not answer before the deadline", c.VolumeRoot), "the backend storage may be hung: "+remedyVolume)
+	}
+	if err := writeProbe(ctx, c.StateDir()); err != nil {
+		return engine.Fail("check the backend volume is writable", err, remedyVolume)
+	}
+	return nil
+}
+
+// layoutVolume creates the directories and applies the export root's owner and mode.
+func layoutVolume(c serverconfig.Config) error {
+	root := c.VolumeRoot
+	st, err := os.Stat(root)
+	if err != nil {
+		return engine.Fail("prepare the backend volume", err, remedyVolume)
+	}
+	if !st.IsDir() {
+		return engine.Fail("prepare the backend volume", fmt.Errorf("%s is not a directory", root), remedyVolume)
+	}
+	if parent, err := os.Stat(filepath.Dir(filepath.Clean(root))); err == nil && sameDevice(st, parent) {
+		// Not fatal (tests use a plain directory), but in a pod it means the data
+		// would go to the container's disk and vanish with it.
+		klog.ErrorS(nil, "The volume root is not a mount point: is the backend volume mounted?", "volumeRoot", root)
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{c.ExportDir(), 0o755}, {c.StateDir(), 0o700}} {
+		if err := mkdir(d.path, d.mode); err != nil {
+			return engine.Fail("prepare the backend volume", err, remedyVolume)
+		}
+	}
+	if err := applyOwner(c.ExportDir(), c.ExportOwner); err != nil {
+		return engine.Fail("set the export root's owner", err, "the server container needs CAP_CHOWN")
+	}
+	if err := applyMode(c.ExportDir(), c.ExportMode); err != nil {
+		return engine.Fail("set the export root's mode", err, "the server container needs CAP_FOWNER")
+	}
+	return nil
+}
+
+func sameDevice(a, b os.FileInfo) bool {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Dev == sb.Dev
+}
+
+func mkdir(path string, mode os.FileMode) error {
+	err := os.Mkdir(path, mode)
+	if err == nil {
+		klog.InfoS("Directory created", "path", path, "mode", fmt.Sprintf("%04o", mode))
+		return nil
+	}
+	if errors.Is(err, os.ErrExist) {
+		if st, serr := os.Stat(path); serr == nil && !st.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", path)
+		}
+		return nil
+	}
+	return err
+}
+
+// applyOwner sets the export root's owner ("uid:gid") when it differs.
+func applyOwner(path, owner string) error {
+	if owner == "" {
+		return nil
+	}
+	u, g, _ := strings.Cut(owner, ":")
+	uid, err1 := strconv.Atoi(u)
+	gid, err2 := strconv.Atoi(g)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("owner %q is not a numeric uid:gid", owner)
+	}
+	st, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if int(sys.Uid) == uid && int(sys.Gid) == gid {
+		return nil
+	}
+	if err := os.Lchown(path, uid, gid); err != nil {
+		return err
+	}
+	klog.InfoS("Export root owner changed", "path", path, "from", fmt.Sprintf("%d:%d", sys.Uid, sys.Gid), "to", owner)
+	return nil
+}
+
+// applyMode sets the export root's permission bits (octal, with setgid and
+// sticky) when they differ.
+func applyMode(path, mode string) error {
+	if mode == "" {
+		return nil
+	}
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil || m > 0o7777 {
+		return fmt.Errorf("mode %q is not octal from 0000 to 7777", mode)
+	}
+	st, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	have := st.Sys().(*syscall.Stat_t).Mode & 0o7777
+	if uint64(have) == m {
+		return nil
+	}
+	// syscall.Chmod takes the raw bits, setgid and sticky included, which
+	// os.FileMode spells differently.
+	if err := syscall.Chmod(path, uint32(m)); err != nil {
+		return &os.PathError{Op: "chmod", Path: path, Err: err}
+	}
+	klog.InfoS("Export root mode changed", "path", path, "from", fmt.Sprintf("%04o", have), "to", fmt.Sprintf("%04o", m))
+	return nil
+}
+
+// writeProbe rewrites a small file in the state directory and syncs it, before ctx
+// ends.
+func writeProbe(ctx context.Context, stateDir string) error {
+	done := make(chan error, 1)
+	go func() { done <- writeSync(filepath.Join(stateDir, probeFile)) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("a write to %s did not complete before the deadline: the backend storage may be hung", stateDir)
+	}
+}
+
+func writeSync(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeProber runs the backend write probe for the health loop. A write stuck in
+// the kernel cannot be cancelled; the prober never starts a second one beside it,
+// and reports the stuck one until it returns.
+type writeProber struct {
+	dir string
+
+	mu       sync.Mutex
+	inFlight bool
+	since    time.Time
+}
+
+// probe returns nil when the volume took a synced write. A full volume (ENOSPC,
+// EDQUOT) counts as healthy: a restart cannot free space, and reads still work.
+func (p *writeProber) probe(ctx context.Context) error {
+	p.mu.Lock()
+	if p.inFlight {
+		since := p.since
+		p.mu.Unlock()
+		return fmt.Errorf("a write to the backend volume has been blocked since %s", since.Format(time.RFC3339))
+	}
+	p.inFlight, p.since = true, time.Now()
+	p.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() {
+		err := writeSync(filepath.Join(p.dir, probeFile))
+		p.mu.Lock()
+		p.inFlight = false
+		p.mu.Unlock()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			klog.ErrorS(err, "The backend volume is full: clients' writes fail until space is freed or the volume is expanded")
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("a write to the backend volume did not complete within the deadline: the storage may be hung")
+	}
+}

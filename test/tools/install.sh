@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Installs everything the tests, the demo and the benchmarks need that is not a Go
+# dependency of the module itself: Debian packages, the Kubernetes control plane built
+# from the k8s.io/kubernetes module, kwok, the csi-provisioner sidecar and helm.
+#
+# Binaries go to $PVNFS_TOOLS_DIR (default ~/.cache/pvnfs/tools), outside the
+# repository, so that a fresh clone on the same machine reuses them. Each tool lives in
+# a directory named after its version, so bumping a version rebuilds only that tool.
+#
+# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|resizer|helm]...
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=versions.sh
+. "$here/versions.sh"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# apt installs the Debian packages. It runs apt-get only when something is missing, so
+# a machine that has them all needs no network.
+apt_packages=(etcd-server openssl util-linux iproute2 procps psmisc e2fsprogs
+  nfs-ganesha nfs-ganesha-vfs libnfs-utils)
+install_apt() {
+  local missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The Debian etcd and ganesha packages start services through their maintainer
+  # scripts; the tests start their own instances, so keep the packaged ones off.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+# build_with_replaces builds Go commands from a module whose go.mod has replace
+# directives pointing into its own tree (k8s.io/kubernetes, external-provisioner):
+# `go install pkg@version` refuses those, so build inside a throw-away module that
+# requires the module and replaces each staging module with its published version.
+#   $1 module path, $2 module version, $3 version for the k8s.io staging modules,
+#   $4 output directory, $5 -ldflags, rest: command package paths.
+build_with_replaces() {
+  local mod=$1 ver=$2 staging=$3 out=$4 ldflags=$5; shift 5
+  local work; work=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  (
+    cd "$work"
+    go mod init pvnfs.io/toolbuild >/dev/null 2>&1
+    go mod edit -require="$mod@$ver"
+    local gomod
+    gomod=$(go mod download -json "$mod@$ver" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    # Every in-tree replace of a k8s.io module becomes the published staging version;
+    # replaces that already name a published version are kept as they are.
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./.*#\1#p' "$gomod" | while read -r m; do
+      go mod edit -replace="$m=$m@$staging"
+    done
+    sed -n 's#^\(replace \)\{0,1\}[[:space:]]*\([^ ]*\) => \([^ .][^ ]*\) \(v[^ ]*\)$#\2=\3@\4#p' "$gomod" |
+      while read -r r; do go mod edit -replace="$r"; done
+    # Keep the module's own pins for everything else (grpc, otel, ...): copying its
+    # requirements avoids a newer minor version that it was not built with.
+    go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
+    sed -n '/^require (/,/^)/p' "$gomod" | grep -v -e '^require' -e '^)' -e '=> \./' |
+      awk '{print $1"@"$2}' | grep -v '^k8s.io/.*@v0.0.0$' | while read -r r; do
+        go mod edit -require="$r"
+      done
+    printf 'package tools\n\nimport (\n' >tools.go
+    for p in "$@"; do printf '\t_ "%s"\n' "$p" >>tools.go; done
+    printf ')\n' >>tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy
+    mkdir -p "$out"
+    for p in "$@"; do
+      log "go build $p ($ver)"
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/$(basename "$p")" "$p"
+    done
+  )
+}
+
+install_kube() {
+  local dir="$PVNFS_TOOLS_DIR/kubernetes-$KUBE_VERSION"
+  [ -x "$dir/kube-apiserver" ] && [ -x "$dir/kube-controller-manager" ] &&
+    [ -x "$dir/kube-scheduler" ] && [ -x "$dir/kubectl" ] && return 0
+  local staging="v0.${KUBE_VERSION#v1.}"
+  build_with_replaces k8s.io/kubernetes "$KUBE_VERSION" "$staging" "$dir.tmp" \
+    "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+install_kwok() {
+  local dir="$PVNFS_TOOLS_DIR/kwok-$KWOK_VERSION"
+  [ -x "$dir/kwok" ] && return 0
+  log "go install sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+install_provisioner() {
+  local dir="$PVNFS_TOOLS_DIR/external-provisioner-$PROVISIONER_VERSION"
+  [ -x "$dir/csi-provisioner" ] && return 0
+  build_with_replaces github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" \
+    "$PROVISIONER_STAGING" "$dir.tmp" "-s -w -X main.version=$PROVISIONER_VERSION" \
+    github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+install_helm() {
+  local dir="$PVNFS_TOOLS_DIR/helm-$HELM_VERSION"
+  [ -x "$dir/helm" ] && return 0
+  log "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+mkdir -p "$PVNFS_TOOLS_DIR"
+# Test packages run in parallel and each may ask for the tools; one builds, the
+# others wait for it instead of building the same thing into the same place.
+exec 9>"$PVNFS_TOOLS_DIR/.install.lock"
+flock 9
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+  all) install_apt; install_kube; install_kwok; install_provisioner; install_helm ;;
+  apt) install_apt ;;
+  kube) install_kube ;;
+  kwok) install_kwok ;;
+  provisioner) install_provisioner ;;
+  helm) install_helm ;;
+  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner helm)" >&2; exit 2 ;;
+  esac
+done
