@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -273,11 +274,9 @@ func (s *Service) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*
 	if req.GetMaxEntries() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "max_entries %d must not be negative", req.GetMaxEntries())
 	}
-	after := req.GetStartingToken()
-	if after != "" {
-		if _, err := volume.ParseID(after); err != nil {
-			return nil, status.Errorf(codes.Aborted, "starting_token %q is not a token ListVolumes returned", after)
-		}
+	after, err := parseListToken(req.GetStartingToken())
+	if err != nil {
+		return nil, err
 	}
 	ids := s.volumeIDs()
 	start := sort.SearchStrings(ids, after)
@@ -288,7 +287,7 @@ func (s *Service) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*
 	resp := &csi.ListVolumesResponse{}
 	if max := int(req.GetMaxEntries()); max > 0 && len(ids) > max {
 		ids = ids[:max]
-		resp.NextToken = ids[max-1]
+		resp.NextToken = listToken(ids[max-1])
 	}
 	for _, id := range ids {
 		st := s.cache.lookup(s.cfg.Namespace, id)
@@ -298,6 +297,23 @@ func (s *Service) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*
 		})
 	}
 	return resp, nil
+}
+
+// listTokenPrefix marks ListVolumes tokens, so a token ListVolumes never returned is
+// told apart from a volume ID and refused, as CSI asks.
+const listTokenPrefix = "after:"
+
+func listToken(lastID string) string { return listTokenPrefix + lastID }
+
+func parseListToken(token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	id, ok := strings.CutPrefix(token, listTokenPrefix)
+	if _, err := volume.ParseID(id); !ok || err != nil {
+		return "", status.Errorf(codes.Aborted, "starting_token %q is not a token ListVolumes returned", token)
+	}
+	return id, nil
 }
 
 // volumeIDs returns the sorted IDs of every volume with an object left.

@@ -107,6 +107,11 @@ const (
 	probeTimeoutSeconds    = 5
 	// serverTerminationGrace bounds the server's unexport-and-stop on SIGTERM.
 	serverTerminationGrace = 30
+	// The startup probe gives a starting server (nfsd threads, export loading,
+	// Ganesha's own start) two minutes before liveness counts; /healthz answers 503
+	// until the server serves.
+	startupPeriodSeconds = 2
+	startupFailures      = 60
 )
 
 // buildDeployment returns the server Deployment: one pod running pvnfs-server over the
@@ -134,6 +139,12 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 			TimeoutSeconds:   probeTimeoutSeconds,
 			FailureThreshold: 2,
 		},
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:     httpGet("/healthz"),
+			PeriodSeconds:    startupPeriodSeconds,
+			TimeoutSeconds:   probeTimeoutSeconds,
+			FailureThreshold: startupFailures,
+		},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:     httpGet("/healthz"),
 			PeriodSeconds:    livenessPeriodSeconds,
@@ -149,6 +160,9 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 	}
 
 	pod := corev1.PodSpec{
+		// The NFSv4.1 server scope is the hostname: a stable one lets clients reclaim
+		// their opens and locks from a replacement pod instead of losing them.
+		Hostname:   volume.ObjectName(v.id),
 		Containers: []corev1.Container{container},
 		Volumes: append([]corev1.Volume{{
 			Name: volume.BackendVolumeName,

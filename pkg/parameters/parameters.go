@@ -68,6 +68,13 @@ const (
 	DefaultServerMemoryLimit         = "1Gi"
 )
 
+// NFS-Ganesha 4.3 refuses to start with a longer lease or grace period
+// (ganesha-core-config(8)); the ganesha engine takes its limits from here.
+const (
+	GaneshaMaxLeaseSeconds = 120
+	GaneshaMaxGraceSeconds = 180
+)
+
 // Limits of the numeric parameters. nfsd refuses a lease under 10 s; an hour is far
 // beyond any useful failover setting.
 const (
@@ -291,6 +298,16 @@ func (p *Parameters) crossCheck(in map[string]string) []error {
 	} else if p.GraceSeconds < p.LeaseSeconds {
 		// Only the lease was raised: keep the grace period in step instead of failing.
 		p.GraceSeconds = p.LeaseSeconds
+	}
+	if p.Engine == EngineGanesha {
+		if p.LeaseSeconds > GaneshaMaxLeaseSeconds {
+			errs = append(errs, &Error{Key: LeaseSeconds, Value: in[LeaseSeconds], Reason: fmt.Sprintf(
+				"%d is more than NFS-Ganesha accepts (%d) with %s %q", p.LeaseSeconds, GaneshaMaxLeaseSeconds, ServerEngine, EngineGanesha)})
+		}
+		if p.GraceSeconds > GaneshaMaxGraceSeconds {
+			errs = append(errs, &Error{Key: GraceSeconds, Value: in[GraceSeconds], Reason: fmt.Sprintf(
+				"%d is more than NFS-Ganesha accepts (%d) with %s %q", p.GraceSeconds, GaneshaMaxGraceSeconds, ServerEngine, EngineGanesha)})
+		}
 	}
 	for _, r := range []struct {
 		name   corev1.ResourceName

@@ -130,6 +130,8 @@ func TestParseRejects(t *testing.T) {
 		{name: "lease too short", in: map[string]string{LeaseSeconds: "5"}, wantKey: LeaseSeconds, wantMsg: "from 10 to 3600"},
 		{name: "grace shorter than lease", in: map[string]string{LeaseSeconds: "60", GraceSeconds: "30"}, wantKey: GraceSeconds, wantMsg: "at least leaseSeconds"},
 		{name: "engine", in: map[string]string{ServerEngine: "knfsd"}, wantKey: ServerEngine, wantMsg: `"kernel"`},
+		{name: "lease beyond Ganesha's limit", in: map[string]string{ServerEngine: "ganesha", LeaseSeconds: "300"}, wantKey: LeaseSeconds, wantMsg: "NFS-Ganesha accepts (120)"},
+		{name: "grace beyond Ganesha's limit", in: map[string]string{ServerEngine: "ganesha", GraceSeconds: "200"}, wantKey: GraceSeconds, wantMsg: "NFS-Ganesha accepts (180)"},
 		{name: "cpu request not a quantity", in: map[string]string{ServerCPURequest: "lots"}, wantKey: ServerCPURequest, wantMsg: "quantity"},
 		{name: "memory limit negative", in: map[string]string{ServerMemoryLimit: "-1Gi"}, wantKey: ServerMemoryLimit},
 		{name: "request above limit", in: map[string]string{ServerCPURequest: "2", ServerCPULimit: "1"}, wantKey: ServerCPURequest, wantMsg: "must not exceed serverCPULimit"},

@@ -19,7 +19,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 # apt installs the Debian packages. It runs apt-get only when something is missing, so
 # a machine that has them all needs no network.
-apt_packages=(etcd-server openssl util-linux iproute2 procps psmisc e2fsprogs
+apt_packages=(etcd-server openssl util-linux iproute2 procps psmisc e2fsprogs dbus-daemon
   nfs-ganesha nfs-ganesha-vfs libnfs-utils)
 install_apt() {
   local missing=()

@@ -26,9 +26,14 @@ const inNamespaceEnv = "PVNFS_MOUNTTEST_PRIVATE_NS"
 // test binary runs itself again as a child with CLONE_NEWNS; Go makes "/"
 // rprivate in it). Call it from TestMain. Not root, it just runs the tests; those
 // that need mounts skip (see RequireMounts).
-func Main(m *testing.M) {
+func Main(m *testing.M) { Run(m, m.Run) }
+
+// Run is Main for packages whose TestMain does more than m.Run (such as stopping a
+// shared control plane): run is called where Main would call m.Run, and its result
+// is the exit code.
+func Run(m *testing.M, run func() int) {
 	if os.Getenv(inNamespaceEnv) != "" || os.Geteuid() != 0 {
-		os.Exit(m.Run())
+		os.Exit(run())
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -53,7 +58,7 @@ func Main(m *testing.M) {
 	// The namespace could not be made (no CAP_SYS_ADMIN): run here; tests that
 	// need mounts skip or fail in RequireMounts.
 	fmt.Fprintf(os.Stderr, "mounttest: cannot run the tests in a private mount namespace (%v); tests that mount will not run\n", err)
-	os.Exit(m.Run())
+	os.Exit(run())
 }
 
 // RequireRoot skips t unless the test runs as root, or fails it when

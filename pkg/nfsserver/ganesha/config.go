@@ -7,13 +7,15 @@ import (
 	"strings"
 
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
+	"github.com/pvnfs/pvnfs/pkg/parameters"
 )
 
 // Limits of Ganesha 4.3's configuration (ganesha-core-config(8)): values beyond them
 // make Ganesha refuse to start, so they are refused here with a clearer message.
+// The controller refuses them earlier, from the StorageClass parameters.
 const (
-	MaxLeaseSeconds = 120
-	MaxGraceSeconds = 180
+	MaxLeaseSeconds = parameters.GaneshaMaxLeaseSeconds
+	MaxGraceSeconds = parameters.GaneshaMaxGraceSeconds
 )
 
 // ExportID is the Export_Id of the volume's export. 0 is the pseudo root.

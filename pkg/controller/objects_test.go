@@ -1,0 +1,128 @@
+package controller
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pvnfs/pvnfs/pkg/parameters"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
+	"github.com/pvnfs/pvnfs/pkg/volume"
+)
+
+func testSpec(t *testing.T, params map[string]string) volumeSpec {
+	t.Helper()
+	p, err := parameters.Parse(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return volumeSpec{id: "pvc-1", name: "pvc-1", params: p, storedParams: parameters.Stored(params), capacity: 5 << 30, clusterIP: "10.96.0.7"}
+}
+
+var testConfig = Config{Namespace: "pvnfs-system", ServerImage: "registry.example/pvnfs-server:v1", ServerImagePullPolicy: corev1.PullIfNotPresent}
+
+func TestBuildDeploymentPerEngine(t *testing.T) {
+	tests := []struct {
+		name       string
+		params     map[string]string
+		privileged bool
+		caps       []corev1.Capability
+		extraVols  int
+	}{
+		{name: "kernel", params: nil, privileged: true},
+		{name: "ganesha", params: map[string]string{parameters.ServerEngine: "ganesha"}, caps: serverconfig.GaneshaCapabilities(), extraVols: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := testSpec(t, tc.params)
+			dep := testConfig.buildDeployment(v)
+			pod := dep.Spec.Template.Spec
+			c := pod.Containers[0]
+			sc := c.SecurityContext
+			if got := sc.Privileged != nil && *sc.Privileged; got != tc.privileged {
+				t.Errorf("privileged = %v, want %v", got, tc.privileged)
+			}
+			if tc.caps != nil && (sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Add, tc.caps) || sc.Capabilities.Drop[0] != "ALL") {
+				t.Errorf("capabilities = %+v", sc.Capabilities)
+			}
+			if len(pod.Volumes) != 1+tc.extraVols || len(c.VolumeMounts) != 1+tc.extraVols {
+				t.Errorf("volumes %d mounts %d, want %d", len(pod.Volumes), len(c.VolumeMounts), 1+tc.extraVols)
+			}
+			if pod.Hostname != "pvnfs-pvc-1" {
+				t.Errorf("hostname %q: the NFSv4.1 server scope must not change with the pod", pod.Hostname)
+			}
+			want := serverconfig.FromParameters("pvc-1", v.params).Args()
+			if !slices.Equal(c.Args, want) {
+				t.Errorf("args %v, want %v", c.Args, want)
+			}
+			if c.StartupProbe == nil || c.ReadinessProbe == nil || c.LivenessProbe == nil {
+				t.Error("a probe is missing")
+			}
+			if dep.Annotations[volume.AnnotationClusterIP] != "10.96.0.7" || dep.Annotations[volume.AnnotationVolumeName] != "pvc-1" {
+				t.Errorf("annotations %v", dep.Annotations)
+			}
+			for k, val := range dep.Spec.Selector.MatchLabels {
+				if dep.Spec.Template.Labels[k] != val {
+					t.Errorf("pod template does not carry selector label %s=%s", k, val)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildDeploymentPlacement(t *testing.T) {
+	v := testSpec(t, map[string]string{
+		parameters.ServerNodeSelector: "pool=storage", parameters.ServerPriorityClassName: "pvnfs-server",
+		parameters.ServerTolerations: `[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]`, parameters.FailoverTolerationSeconds: "5",
+		parameters.ServerCPULimit: "2", parameters.ServerMemoryRequest: "128Mi",
+	})
+	pod := testConfig.buildDeployment(v).Spec.Template.Spec
+	if pod.NodeSelector["pool"] != "storage" || pod.PriorityClassName != "pvnfs-server" {
+		t.Errorf("node selector %v priority class %q", pod.NodeSelector, pod.PriorityClassName)
+	}
+	var keys []string
+	for _, tol := range pod.Tolerations {
+		keys = append(keys, tol.Key)
+		if tol.Effect == corev1.TaintEffectNoExecute && (tol.TolerationSeconds == nil || *tol.TolerationSeconds != 5) {
+			t.Errorf("NoExecute toleration %+v does not use failoverTolerationSeconds", tol)
+		}
+	}
+	if strings.Join(keys, ",") != "dedicated,"+corev1.TaintNodeNotReady+","+corev1.TaintNodeUnreachable {
+		t.Errorf("tolerations %v", keys)
+	}
+	res := pod.Containers[0].Resources
+	if res.Limits.Cpu().String() != "2" || res.Requests.Memory().String() != "128Mi" || res.Limits.Memory().String() != parameters.DefaultServerMemoryLimit {
+		t.Errorf("resources %+v", res)
+	}
+}
+
+func TestBuildServiceAndBackend(t *testing.T) {
+	v := testSpec(t, nil)
+	v.clusterIP = ""
+	svc := testConfig.buildService(v)
+	if svc.Spec.ClusterIP != "" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 2049 || svc.Spec.Ports[0].TargetPort.StrVal != volume.NFSPortName {
+		t.Errorf("service spec %+v", svc.Spec)
+	}
+	v.clusterIP = "10.96.3.3"
+	if got := testConfig.buildService(v).Spec.ClusterIP; got != "10.96.3.3" {
+		t.Errorf("a recreated Service must ask for its old ClusterIP, got %q", got)
+	}
+	pvc := testConfig.buildBackendPVC(v)
+	if pvc.Spec.StorageClassName != nil {
+		t.Errorf("no backendStorageClass must leave storageClassName nil (cluster default), got %q", *pvc.Spec.StorageClassName)
+	}
+	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "5Gi" || pvc.Spec.AccessModes[0] != corev1.ReadWriteOnce {
+		t.Errorf("request %s modes %v", q.String(), pvc.Spec.AccessModes)
+	}
+	v = testSpec(t, map[string]string{parameters.BackendStorageClass: "ebs-gp3"})
+	if got := testConfig.buildBackendPVC(v).Spec.StorageClassName; got == nil || *got != "ebs-gp3" {
+		t.Errorf("storageClassName %v", got)
+	}
+	for _, obj := range []interface{ GetName() string }{svc, pvc} {
+		if obj.GetName() != "pvnfs-pvc-1" {
+			t.Errorf("name %q", obj.GetName())
+		}
+	}
+}
