@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,9 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
 	"github.com/pvnfs/pvnfs/pkg/controller"
@@ -70,6 +75,8 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 		ctrl := controller.New(client, controller.Config{
+			DriverName:            o.driverName,
+			Registerer:            reg,
 			Namespace:             o.controller.namespace,
 			ServerImage:           o.controller.serverImage,
 			ServerImagePullPolicy: corev1.PullPolicy(o.controller.serverImagePullPolicy),
@@ -77,9 +84,13 @@ func run(ctx context.Context, o *options) error {
 		})
 		// Caches fill in the background; Probe says not ready until they have.
 		go func() {
-			if err := ctrl.Start(ctx); err != nil && ctx.Err() == nil {
-				klog.ErrorS(err, "Controller caches failed to start")
+			if err := ctrl.Start(ctx); err != nil {
+				if ctx.Err() == nil {
+					klog.ErrorS(err, "Controller caches failed to start")
+				}
+				return
 			}
+			runReconciler(ctx, o, client, ctrl)
 		}()
 		services.Controller = ctrl
 		ready = ctrl.Ready
@@ -137,4 +148,53 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) {
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		klog.ErrorS(err, "Metrics server failed", "address", addr)
 	}
+}
+
+// runReconciler runs the controller's reconciler: in this process alone, or, with
+// --leader-election, only while this replica holds the Lease.
+func runReconciler(ctx context.Context, o *options, client kubernetes.Interface, ctrl *controller.Service) {
+	opts := controller.ReconcileOptions{Resync: o.controller.resync, DeleteOrphansAfter: o.controller.deleteOrphansAfter}
+	if !o.controller.leaderElection {
+		ctrl.Reconcile(ctx, opts)
+		return
+	}
+	ns := o.controller.leaderElectionNamespace
+	if ns == "" {
+		ns = o.controller.namespace
+	}
+	id, err := os.Hostname()
+	if err != nil {
+		id = "pvnfs-controller"
+	}
+	id += "_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: leaseName(o.driverName), Namespace: ns},
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	// Campaign again after losing the Lease (an API server outage): CSI calls keep
+	// being served meanwhile; only the reconciler pauses.
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   15 * time.Second,
+			RenewDeadline:   10 * time.Second,
+			RetryPeriod:     2 * time.Second,
+			ReleaseOnCancel: true,
+			Name:            lock.LeaseMeta.Name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					klog.InfoS("Leading: starting the reconciler", "lease", ns+"/"+lock.LeaseMeta.Name, "identity", id)
+					ctrl.Reconcile(ctx, opts)
+				},
+				OnStoppedLeading: func() { klog.InfoS("Not leading: reconciler stopped", "identity", id) },
+			},
+		})
+	}
+}
+
+// leaseName derives the Lease name from the driver name, so two pvnfs installations
+// with different driver names do not share a leader.
+func leaseName(driver string) string {
+	return strings.ReplaceAll(driver, ".", "-") + "-controller"
 }

@@ -43,6 +43,11 @@ type controllerOptions struct {
 	serverImage           string
 	serverImagePullPolicy string
 	maxWait               time.Duration
+
+	leaderElection          bool
+	leaderElectionNamespace string
+	resync                  time.Duration
+	deleteOrphansAfter      time.Duration
 }
 
 func defaultOptions() options {
@@ -57,6 +62,7 @@ func defaultOptions() options {
 			namespace:             "pvnfs-system",
 			serverImagePullPolicy: "IfNotPresent",
 			maxWait:               60 * time.Second,
+			resync:                10 * time.Minute,
 		},
 		node: defaultNodeOptions(),
 	}
@@ -78,6 +84,10 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.controller.serverImage, "server-image", o.controller.serverImage, "container image running pvnfs-server in each volume's server pod (required in controller mode)")
 	fs.StringVar(&o.controller.serverImagePullPolicy, "server-image-pull-policy", o.controller.serverImagePullPolicy, "pull policy of --server-image: Always, IfNotPresent or Never")
 	fs.DurationVar(&o.controller.maxWait, "max-wait", o.controller.maxWait, "longest a CreateVolume or DeleteVolume call waits for its objects when the request carries no deadline; the call then returns a retryable code")
+	fs.BoolVar(&o.controller.leaderElection, "leader-election", o.controller.leaderElection, "run the reconciler (which recreates lost Services and Deployments) only in the replica holding a Lease; required with more than one controller replica")
+	fs.StringVar(&o.controller.leaderElectionNamespace, "leader-election-namespace", o.controller.leaderElectionNamespace, "namespace of the leader election Lease (default: --namespace)")
+	fs.DurationVar(&o.controller.resync, "reconcile-resync", o.controller.resync, "how often the reconciler re-checks every volume besides reacting to watch events")
+	fs.DurationVar(&o.controller.deleteOrphansAfter, "delete-orphans-after", o.controller.deleteOrphansAfter, "delete a volume's objects (and, per the backend StorageClass's reclaim policy, its data) once no PersistentVolume has referred to it for this long; 0 only reports orphans, never deletes")
 	o.node.addFlags(fs)
 }
 
@@ -114,6 +124,15 @@ func (o *options) validate() error {
 		}
 		if o.controller.maxWait <= 0 {
 			errs = append(errs, errors.New("--max-wait must be positive"))
+		}
+		if o.controller.resync <= 0 {
+			errs = append(errs, errors.New("--reconcile-resync must be positive"))
+		}
+		if o.controller.deleteOrphansAfter < 0 {
+			errs = append(errs, errors.New("--delete-orphans-after must not be negative (0 never deletes)"))
+		}
+		if ns := o.controller.leaderElectionNamespace; ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
+			errs = append(errs, fmt.Errorf("--leader-election-namespace %q: must be a namespace name", ns))
 		}
 	}
 	if o.runsNode() {

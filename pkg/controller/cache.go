@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -32,14 +33,21 @@ type cache struct {
 	deployments    appslisters.DeploymentLister
 	slices         discoverylisters.EndpointSliceLister
 	storageClasses storagelisters.StorageClassLister
+	// pvs indexes the driver's PersistentVolumes by volume handle; the reconciler
+	// tells a volume whose PV is gone (an orphan) from a live one.
+	pvs toolscache.Indexer
 
 	notifier *notifier
 	// handlers are told about every change to a volume's objects (the reconciler).
 	mu       sync.Mutex
-	handlers []func(id string)
+	seq      int
+	handlers map[int]func(id string)
 }
 
-func newCache(client kubernetes.Interface, namespace string) *cache {
+// pvByHandle indexes PersistentVolumes by the volume handle of the driver.
+const pvByHandle = "pvnfs-volume-handle"
+
+func newCache(client kubernetes.Interface, namespace, driverName string) *cache {
 	managed := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = volume.LabelManagedBy + "=" + volume.ManagedBy
 	})
@@ -51,6 +59,7 @@ func newCache(client kubernetes.Interface, namespace string) *cache {
 	c := &cache{
 		factories: []informers.SharedInformerFactory{ours, others, cluster},
 		notifier:  newNotifier(),
+		handlers:  map[int]func(string){},
 	}
 	type informer interface {
 		Informer() toolscache.SharedIndexInformer
@@ -77,6 +86,22 @@ func newCache(client kubernetes.Interface, namespace string) *cache {
 	add(slices, idFromSlice)
 	add(events, nil)
 	add(scs, nil)
+	pvInformer := cluster.Core().V1().PersistentVolumes().Informer()
+	_ = pvInformer.AddIndexers(toolscache.Indexers{pvByHandle: func(o any) ([]string, error) {
+		pv, ok := o.(*corev1.PersistentVolume)
+		if !ok || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != driverName {
+			return nil, nil
+		}
+		return []string{pv.Spec.CSI.VolumeHandle}, nil
+	}})
+	_ = pvInformer.SetTransform(stripManagedFields)
+	_, _ = pvInformer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { c.changed(handleOf(o)) },
+		UpdateFunc: func(_, o any) { c.changed(handleOf(o)) },
+		DeleteFunc: func(o any) { c.changed(handleOf(o)) },
+	})
+	c.synced = append(c.synced, pvInformer.HasSynced)
+	c.pvs = pvInformer.GetIndexer()
 	c.pvcs, c.services, c.pods, c.deployments = pvcs.Lister(), svcs.Lister(), pods.Lister(), deps.Lister()
 	c.slices, c.events, c.storageClasses = slices.Lister(), events.Lister(), scs.Lister()
 	return c
@@ -102,11 +127,19 @@ func (c *cache) hasSynced() bool {
 	return true
 }
 
-// onChange registers a function told the volume ID of every changed object.
-func (c *cache) onChange(f func(id string)) {
+// onChange registers a function told the volume ID of every changed object, until
+// the returned function is called.
+func (c *cache) onChange(f func(id string)) (stop func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.handlers = append(c.handlers, f)
+	c.seq++
+	key := c.seq
+	c.handlers[key] = f
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.handlers, key)
+	}
 }
 
 func (c *cache) changed(id string) {
@@ -115,11 +148,33 @@ func (c *cache) changed(id string) {
 	}
 	c.notifier.notify(id)
 	c.mu.Lock()
-	hs := c.handlers
+	hs := make([]func(string), 0, len(c.handlers))
+	for _, h := range c.handlers {
+		hs = append(hs, h)
+	}
 	c.mu.Unlock()
 	for _, h := range hs {
 		h(id)
 	}
+}
+
+func handleOf(o any) string {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	if pv, ok := o.(*corev1.PersistentVolume); ok && pv.Spec.CSI != nil {
+		return pv.Spec.CSI.VolumeHandle
+	}
+	return ""
+}
+
+// pvOf returns the PersistentVolume of a volume, or nil.
+func (c *cache) pvOf(id string) *corev1.PersistentVolume {
+	objs, err := c.pvs.ByIndex(pvByHandle, id)
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*corev1.PersistentVolume)
 }
 
 func idFromLabels(o any) string {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -65,10 +66,25 @@ type testDriver struct {
 	ns       string
 	requests *prometheus.CounterVec
 	stop     func()
+	// reconcile, when set, runs the reconciler with these options.
+	reconcile *ReconcileOptions
+	// serverImage overrides testImage (a controller upgrade).
+	serverImage string
+}
+
+func (d *testDriver) image() string {
+	if d.serverImage != "" {
+		return d.serverImage
+	}
+	return testImage
 }
 
 // startDriver starts a controller in a fresh namespace of the shared cluster.
-func startDriver(t *testing.T) *testDriver {
+func startDriver(t *testing.T) *testDriver { return startDriverWith(t, nil) }
+
+// startDriverWith starts a controller that also runs the reconciler, when opts is
+// not nil.
+func startDriverWith(t *testing.T, opts *ReconcileOptions) *testDriver {
 	t.Helper()
 	c := shared.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneWait)
@@ -77,8 +93,11 @@ func startDriver(t *testing.T) *testDriver {
 	if err := c.CreateNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	d := &testDriver{cluster: c, ns: ns}
+	d := &testDriver{cluster: c, ns: ns, reconcile: opts}
 	d.start(t)
+	// The test that owns the driver stops whichever instance runs at its end
+	// (restart, possibly in a subtest, replaces it).
+	t.Cleanup(func() { d.stop() })
 	return d
 }
 
@@ -89,7 +108,7 @@ func (d *testDriver) start(t *testing.T) {
 	cfg := *d.cluster.Config
 	d.requests = InstrumentClient(&cfg, nil)
 	client := kubernetes.NewForConfigOrDie(&cfg)
-	d.svc = New(client, Config{Namespace: d.ns, ServerImage: testImage, ServerImagePullPolicy: corev1.PullIfNotPresent, MaxWait: time.Minute})
+	d.svc = New(client, Config{DriverName: "nfs.pvnfs.io", Namespace: d.ns, ServerImage: d.image(), ServerImagePullPolicy: corev1.PullIfNotPresent, MaxWait: time.Minute})
 	// The informers run until runCtx ends; the time allowed to fill them is bounded
 	// separately, so cancelling that bound does not stop them.
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -118,8 +137,13 @@ func (d *testDriver) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.ControllerClient = csi.NewControllerClient(conn)
-	d.stop = func() { conn.Close(); stopRun(); <-done }
-	t.Cleanup(func() { d.stop() })
+	reconciled := make(chan struct{})
+	if d.reconcile != nil {
+		go func() { d.svc.Reconcile(runCtx, *d.reconcile); close(reconciled) }()
+	} else {
+		close(reconciled)
+	}
+	d.stop = func() { conn.Close(); stopRun(); <-done; <-reconciled }
 }
 
 // restart simulates a controller crash: the old instance stops, a new one starts.
@@ -218,3 +242,5 @@ func joinKeys(m map[string]float64) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+func resourceGiB() *resource.Quantity { return resource.NewQuantity(testGiB, resource.BinarySI) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +25,8 @@ import (
 
 // Config is the controller's configuration from its flags.
 type Config struct {
+	// DriverName is the CSI driver name; the driver's PersistentVolumes carry it.
+	DriverName string
 	// Namespace holds every volume's objects.
 	Namespace string
 	// ServerImage runs pvnfs-server; ServerImagePullPolicy is its pull policy.
@@ -31,6 +34,8 @@ type Config struct {
 	ServerImagePullPolicy corev1.PullPolicy
 	// MaxWait bounds a call whose request carries no deadline.
 	MaxWait time.Duration
+	// Registerer receives the controller's metrics; nil leaves them unexported.
+	Registerer prometheus.Registerer
 }
 
 // Service is the CSI controller service.
@@ -40,11 +45,14 @@ type Service struct {
 	client   kubernetes.Interface
 	cache    *cache
 	inflight *inflight.Guard
+	metrics  *metrics
 }
 
 // New returns the controller service. Call Start before serving.
 func New(client kubernetes.Interface, cfg Config) *Service {
-	return &Service{cfg: cfg, client: client, cache: newCache(client, cfg.Namespace), inflight: inflight.New()}
+	s := &Service{cfg: cfg, client: client, cache: newCache(client, cfg.Namespace, cfg.DriverName), inflight: inflight.New()}
+	s.metrics = newMetrics(cfg.Registerer, s)
+	return s
 }
 
 // Start runs the informers until ctx ends and returns once their caches are filled.

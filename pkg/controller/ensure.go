@@ -134,9 +134,13 @@ func checkSameVolume(obj metav1.Object, v volumeSpec) error {
 	return nil
 }
 
-// deleteObjects deletes the Deployment first (its pod releases the backend volume),
-// then the Service and the backend PVC. Only objects labelled for this volume are
-// deleted, each by UID, so a same-named object created meanwhile is left alone.
+// deleteObjects deletes the backend PVC first, then the Deployment and the Service.
+// The PVC goes first because its deletion mark is durable and visible to every
+// controller replica: the pvc-protection finalizer keeps it (and the data) until the
+// server pod is gone, and the reconciler never repairs a volume whose backend PVC is
+// being deleted, so a DeleteVolume cut short by a crash is finished by its retry,
+// not undone. Only objects labelled for this volume are deleted, each by UID, so a
+// same-named object created meanwhile is left alone.
 func (s *Service) deleteObjects(ctx context.Context, id string) error {
 	ns, name := s.cfg.Namespace, volume.ObjectName(id)
 	bg := metav1.DeletePropagationBackground
@@ -145,6 +149,10 @@ func (s *Service) deleteObjects(ctx context.Context, id string) error {
 		cached func() (metav1.Object, error)
 		del    func(context.Context, metav1.DeleteOptions) error
 	}{
+		{"PersistentVolumeClaim", func() (metav1.Object, error) { return s.cache.pvcs.PersistentVolumeClaims(ns).Get(name) },
+			func(ctx context.Context, o metav1.DeleteOptions) error {
+				return s.client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, o)
+			}},
 		{"Deployment", func() (metav1.Object, error) { return s.cache.deployments.Deployments(ns).Get(name) },
 			func(ctx context.Context, o metav1.DeleteOptions) error {
 				return s.client.AppsV1().Deployments(ns).Delete(ctx, name, o)
@@ -152,10 +160,6 @@ func (s *Service) deleteObjects(ctx context.Context, id string) error {
 		{"Service", func() (metav1.Object, error) { return s.cache.services.Services(ns).Get(name) },
 			func(ctx context.Context, o metav1.DeleteOptions) error {
 				return s.client.CoreV1().Services(ns).Delete(ctx, name, o)
-			}},
-		{"PersistentVolumeClaim", func() (metav1.Object, error) { return s.cache.pvcs.PersistentVolumeClaims(ns).Get(name) },
-			func(ctx context.Context, o metav1.DeleteOptions) error {
-				return s.client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, o)
 			}},
 	}
 	for _, step := range steps {

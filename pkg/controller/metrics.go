@@ -3,6 +3,7 @@ package controller
 import (
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
@@ -58,4 +59,66 @@ func resourceOf(path string) string {
 		return ""
 	}
 	return parts[0]
+}
+
+// metrics are the controller's own metrics. The reconciler reports through them
+// while it runs (only in the leader replica).
+type metrics struct {
+	actions *prometheus.CounterVec
+
+	mu sync.Mutex
+	r  *reconciler
+}
+
+// newMetrics registers the controller's metrics with reg (nil: not exported).
+func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
+	m := &metrics{actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pvnfs_reconcile_actions_total",
+		Help: "Repairs and reports of the reconciler, by action: service_recreated, deployment_recreated, deployment_corrected, orphan_reported, orphan_deleted, repair_failed.",
+	}, []string{"action"})}
+	if reg == nil {
+		return m
+	}
+	volumes := func(ready bool) func() float64 {
+		return func() float64 {
+			n := 0
+			for _, id := range s.volumeIDs() {
+				if s.cache.lookup(s.cfg.Namespace, id).ready() == ready {
+					n++
+				}
+			}
+			return float64(n)
+		}
+	}
+	reg.MustRegister(m.actions,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_volumes", Help: "Volumes whose NFS server serves (state=ready) or not (state=not_ready).",
+			ConstLabels: prometheus.Labels{"state": "ready"}}, volumes(true)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_volumes", Help: "Volumes whose NFS server serves (state=ready) or not (state=not_ready).",
+			ConstLabels: prometheus.Labels{"state": "not_ready"}}, volumes(false)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_orphaned_volumes",
+			Help: "Volumes no PersistentVolume refers to, as last seen by the reconciler (0 in a replica that is not the leader)."},
+			func() float64 { o, _ := m.counts(); return float64(o) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_outdated_servers",
+			Help: "Server Deployments built by another pvnfs version or --server-image, waiting for the operator to roll them (0 in a replica that is not the leader)."},
+			func() float64 { _, o := m.counts(); return float64(o) }),
+	)
+	return m
+}
+
+func (m *metrics) action(name string) { m.actions.WithLabelValues(name).Inc() }
+
+func (m *metrics) setReconciler(r *reconciler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.r = r
+}
+
+func (m *metrics) counts() (orphans, outdated int) {
+	m.mu.Lock()
+	r := m.r
+	m.mu.Unlock()
+	if r == nil {
+		return 0, 0
+	}
+	return r.counts()
 }

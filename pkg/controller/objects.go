@@ -179,7 +179,7 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 		Tolerations:                   tolerations(v.params),
 	}
 
-	return &appsv1.Deployment{
+	dep := &appsv1.Deployment{
 		ObjectMeta: c.meta(v, volume.ComponentServer),
 		Spec: appsv1.DeploymentSpec{
 			Replicas:             ptr(int32(1)),
@@ -192,6 +192,8 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 			},
 		},
 	}
+	dep.Annotations[AnnotationTemplateHash] = templateHash(dep.Spec)
+	return dep
 }
 
 // tolerations adds short NoExecute tolerations for not-ready and unreachable nodes

@@ -126,3 +126,17 @@ func TestBuildServiceAndBackend(t *testing.T) {
 		}
 	}
 }
+
+func TestTemplateHashFollowsTheSpec(t *testing.T) {
+	v := testSpec(t, nil)
+	a := testConfig.buildDeployment(v)
+	b := testConfig.buildDeployment(v)
+	if a.Annotations[AnnotationTemplateHash] == "" || a.Annotations[AnnotationTemplateHash] != b.Annotations[AnnotationTemplateHash] {
+		t.Fatalf("hash not stable: %q %q", a.Annotations[AnnotationTemplateHash], b.Annotations[AnnotationTemplateHash])
+	}
+	other := testConfig
+	other.ServerImage = "registry.example/pvnfs-server:v2"
+	if other.buildDeployment(v).Annotations[AnnotationTemplateHash] == a.Annotations[AnnotationTemplateHash] {
+		t.Error("a new server image does not change the template hash")
+	}
+}

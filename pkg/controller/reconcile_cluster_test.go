@@ -1,0 +1,254 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/pvnfs/pvnfs/pkg/volume"
+)
+
+// eventually polls cond until it holds or a minute passes. Tests use it only to
+// wait for other controllers; nothing here asserts on how long that takes.
+func eventually(t *testing.T, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (d *testDriver) hasEvent(ctx context.Context, reason, objName string) bool {
+	evs, err := d.cluster.Client.CoreV1().Events(d.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false
+	}
+	for _, e := range evs.Items {
+		if e.Reason == reason && e.InvolvedObject.Name == objName {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *testDriver) create(t *testing.T, name string, params map[string]string) string {
+	t.Helper()
+	resp, err := d.CreateVolume(callCtx(t, time.Minute), createReq(name, params))
+	if err != nil {
+		t.Fatalf("CreateVolume(%s): %v", name, err)
+	}
+	return resp.Volume.VolumeContext[volume.ContextServer]
+}
+
+func TestControlPlaneReconcilerRepairsLostObjects(t *testing.T) {
+	d := startDriverWith(t, &ReconcileOptions{Resync: time.Minute, OrphanMinAge: time.Hour})
+	k := d.cluster.Client
+	ctx := callCtx(t, 3*time.Minute)
+
+	t.Run("Service deleted is recreated with the same ClusterIP", func(t *testing.T) {
+		ip := d.create(t, "lost-service", nil)
+		obj := volume.ObjectName("lost-service")
+		if err := k.CoreV1().Services(d.ns).Delete(ctx, obj, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Service recreated", func(ctx context.Context) (bool, error) {
+			svc, err := k.CoreV1().Services(d.ns).Get(ctx, obj, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if svc.Spec.ClusterIP != ip {
+				return false, fmt.Errorf("recreated with ClusterIP %s, was %s", svc.Spec.ClusterIP, ip)
+			}
+			return true, nil
+		})
+		eventually(t, "ServiceRecreated event", func(ctx context.Context) (bool, error) { return d.hasEvent(ctx, EventServiceRecreated, obj), nil })
+		resp, err := d.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: "lost-service"})
+		if err != nil || resp.Volume.VolumeContext[volume.ContextServer] != ip {
+			t.Errorf("ControllerGetVolume = %v, %v", resp, err)
+		}
+	})
+
+	t.Run("Deployment deleted is recreated", func(t *testing.T) {
+		d.create(t, "lost-deployment", nil)
+		obj := volume.ObjectName("lost-deployment")
+		old, _ := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+		if err := k.AppsV1().Deployments(d.ns).Delete(ctx, obj, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Deployment recreated and serving", func(ctx context.Context) (bool, error) {
+			dep, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || (err == nil && dep.UID == old.UID) {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			return d.svc.cache.lookup(d.ns, "lost-deployment").ready(), nil
+		})
+		eventually(t, "DeploymentRecreated event", func(ctx context.Context) (bool, error) {
+			return d.hasEvent(ctx, EventDeploymentRecreated, obj), nil
+		})
+	})
+
+	t.Run("Deployment edited by hand is corrected", func(t *testing.T) {
+		d.create(t, "edited", nil)
+		obj := volume.ObjectName("edited")
+		dep, _ := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+		zero := int32(0)
+		dep.Spec.Replicas = &zero
+		dep.Spec.Template.Spec.Containers[0].Args = append(dep.Spec.Template.Spec.Containers[0].Args, "--threads=1")
+		if _, err := k.AppsV1().Deployments(d.ns).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Deployment corrected", func(ctx context.Context) (bool, error) {
+			dep, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return *dep.Spec.Replicas == 1 && !strings.HasSuffix(strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " "), "--threads=1"), nil
+		})
+		eventually(t, "DeploymentCorrected event", func(ctx context.Context) (bool, error) { return d.hasEvent(ctx, EventDeploymentCorrected, obj), nil })
+	})
+
+	t.Run("Backend PVC deleted is not recreated and nothing is repaired", func(t *testing.T) {
+		d.create(t, "lost-backend", nil)
+		obj := volume.ObjectName("lost-backend")
+		// Deleting the backend PVC marks it; it stays (pvc-protection) while the pod
+		// uses it. Then the Service goes too: the volume is being torn down by hand.
+		if err := k.CoreV1().PersistentVolumeClaims(d.ns).Delete(ctx, obj, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.CoreV1().Services(d.ns).Delete(ctx, obj, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		d.restart(t) // a fresh reconciler looks at it from scratch
+		time.Sleep(3 * time.Second)
+		if _, err := k.CoreV1().Services(d.ns).Get(ctx, obj, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Service of a volume whose backend PVC is being deleted was recreated: %v", err)
+		}
+	})
+}
+
+// TestControlPlaneReconcilerLeavesOutdatedServers: a controller with another server
+// image (an upgrade) does not roll existing servers by itself.
+func TestControlPlaneReconcilerLeavesOutdatedServers(t *testing.T) {
+	d := startDriverWith(t, &ReconcileOptions{Resync: time.Second, OrphanMinAge: time.Hour})
+	d.create(t, "outdated", nil)
+	d.serverImage = "example.invalid/pvnfs-server:next"
+	d.restart(t)
+	eventually(t, "reconciler notices the outdated server", func(context.Context) (bool, error) {
+		_, outdated := d.svc.metrics.counts()
+		return outdated == 1, nil
+	})
+	dep, err := d.cluster.Client.AppsV1().Deployments(d.ns).Get(callCtx(t, 10*time.Second), volume.ObjectName("outdated"), metav1.GetOptions{})
+	if err != nil || dep.Spec.Template.Spec.Containers[0].Image != testImage {
+		t.Errorf("server was rolled to %s (%v); servers must be rolled by the operator", dep.Spec.Template.Spec.Containers[0].Image, err)
+	}
+}
+
+// TestControlPlaneReconcilerOrphans: a volume no PV refers to is reported, and
+// deleted only when --delete-orphans-after asks for it; a volume with a PV is not.
+func TestControlPlaneReconcilerOrphans(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		deleteAfter time.Duration
+		withPV      bool
+		wantGone    bool
+		wantEvent   bool
+	}{
+		{name: "reported and kept", wantEvent: true},
+		{name: "deleted when asked", deleteAfter: 2 * time.Second, wantEvent: true, wantGone: true},
+		{name: "a volume with a PV is no orphan", deleteAfter: 2 * time.Second, withPV: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startDriverWith(t, &ReconcileOptions{Resync: time.Second, OrphanMinAge: time.Second, DeleteOrphansAfter: tc.deleteAfter})
+			name := "orphan-" + strings.ReplaceAll(tc.name, " ", "-")
+			id, _ := volume.IDFromName(name)
+			d.create(t, name, nil)
+			k := d.cluster.Client
+			ctx := callCtx(t, time.Minute)
+			if tc.withPV {
+				pv := &corev1.PersistentVolume{
+					ObjectMeta: metav1.ObjectMeta{Name: "pv-" + id},
+					Spec: corev1.PersistentVolumeSpec{
+						Capacity:    corev1.ResourceList{corev1.ResourceStorage: *resourceGiB()},
+						AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+						PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
+							Driver: "nfs.pvnfs.io", VolumeHandle: id}},
+					},
+				}
+				if _, err := k.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = k.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+			}
+			obj := volume.ObjectName(id)
+			if tc.wantEvent {
+				eventually(t, "Orphaned event", func(ctx context.Context) (bool, error) { return d.hasEvent(ctx, EventOrphaned, obj), nil })
+			} else {
+				time.Sleep(5 * time.Second)
+				if d.hasEvent(ctx, EventOrphaned, obj) {
+					t.Error("a volume with a PV was reported as an orphan")
+				}
+			}
+			if tc.wantGone {
+				waitGone(t, d, id)
+				return
+			}
+			time.Sleep(3 * time.Second)
+			if counts := d.objectCounts(t, id); counts["pvc"] != 1 || counts["deployment"] != 1 {
+				t.Errorf("volume objects %v, want them kept", counts)
+			}
+		})
+	}
+}
+
+// TestControlPlaneDeleteVolumeConvergesAfterCrash kills the controller after each
+// step of DeleteVolume; the reconciler must not undo it and the retry completes it.
+func TestControlPlaneDeleteVolumeConvergesAfterCrash(t *testing.T) {
+	d := startDriverWith(t, &ReconcileOptions{Resync: time.Second, OrphanMinAge: time.Hour})
+	steps := []string{"PersistentVolumeClaim", "Deployment", "Service"}
+	for crashAfter := range steps {
+		t.Run("after "+steps[crashAfter], func(t *testing.T) {
+			name := "delete-crash-" + strings.ToLower(steps[crashAfter])
+			d.create(t, name, nil)
+			k := d.cluster.Client
+			ctx := callCtx(t, time.Minute)
+			obj := volume.ObjectName(name)
+			for i := 0; i <= crashAfter; i++ {
+				var err error
+				switch steps[i] {
+				case "PersistentVolumeClaim":
+					err = k.CoreV1().PersistentVolumeClaims(d.ns).Delete(ctx, obj, metav1.DeleteOptions{})
+				case "Deployment":
+					err = k.AppsV1().Deployments(d.ns).Delete(ctx, obj, metav1.DeleteOptions{})
+				case "Service":
+					err = k.CoreV1().Services(d.ns).Delete(ctx, obj, metav1.DeleteOptions{})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			d.restart(t)
+			time.Sleep(2 * time.Second) // let the new reconciler see the half-deleted volume
+			if _, err := d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: name}); err != nil {
+				t.Fatalf("DeleteVolume after a crash: %v", err)
+			}
+			for kind, n := range d.objectCounts(t, name) {
+				if n != 0 {
+					t.Errorf("%d %s(s) left", n, kind)
+				}
+			}
+		})
+	}
+}
