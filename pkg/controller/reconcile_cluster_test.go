@@ -190,7 +190,9 @@ func TestControlPlaneReconcilerOrphans(t *testing.T) {
 				if _, err := k.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { _ = k.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+				t.Cleanup(func() {
+					_ = k.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+				})
 			}
 			obj := volume.ObjectName(id)
 			if tc.wantEvent {
