@@ -51,6 +51,21 @@ fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzParseContext -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
 
+.PHONY: manifests
+manifests: ## Regenerate deploy/kubernetes from the Helm chart (a test fails when they drift).
+	bash deploy/generate.sh
+
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict the chart in deploy/charts/pvnfs.
+	bash $(TOOLS) helm
+	. test/tools/versions.sh && "$$PVNFS_TOOLS_DIR/helm-$$HELM_VERSION/helm" lint --strict deploy/charts/pvnfs
+
+IMAGE_REPO ?= pvnfs
+.PHONY: images
+images: ## Build the pvnfs-csi and pvnfs-server images (needs a container engine).
+	docker build --target pvnfs-csi --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/pvnfs-csi:$(VERSION) .
+	docker build --target pvnfs-server --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/pvnfs-server:$(VERSION) .
+
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf $(BIN)

@@ -80,6 +80,7 @@ func run(ctx context.Context, o *options) error {
 			Namespace:             o.controller.namespace,
 			ServerImage:           o.controller.serverImage,
 			ServerImagePullPolicy: corev1.PullPolicy(o.controller.serverImagePullPolicy),
+			ServerPullSecrets:     o.controller.pullSecrets(),
 			MaxWait:               o.controller.maxWait,
 		})
 		// Caches fill in the background; Probe says not ready until they have.

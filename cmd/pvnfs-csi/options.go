@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -42,6 +43,7 @@ type controllerOptions struct {
 	namespace             string
 	serverImage           string
 	serverImagePullPolicy string
+	serverPullSecrets     string
 	maxWait               time.Duration
 
 	leaderElection          bool
@@ -83,6 +85,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.controller.namespace, "namespace", o.controller.namespace, "namespace of every volume's backend PVC, server Deployment and Service (controller mode)")
 	fs.StringVar(&o.controller.serverImage, "server-image", o.controller.serverImage, "container image running pvnfs-server in each volume's server pod (required in controller mode)")
 	fs.StringVar(&o.controller.serverImagePullPolicy, "server-image-pull-policy", o.controller.serverImagePullPolicy, "pull policy of --server-image: Always, IfNotPresent or Never")
+	fs.StringVar(&o.controller.serverPullSecrets, "server-image-pull-secrets", o.controller.serverPullSecrets, "comma-separated Secrets (in --namespace) the server pods pull --server-image with; empty for none")
 	fs.DurationVar(&o.controller.maxWait, "max-wait", o.controller.maxWait, "longest a CreateVolume or DeleteVolume call waits for its objects when the request carries no deadline; the call then returns a retryable code")
 	fs.BoolVar(&o.controller.leaderElection, "leader-election", o.controller.leaderElection, "run the reconciler (which recreates lost Services and Deployments) only in the replica holding a Lease; required with more than one controller replica")
 	fs.StringVar(&o.controller.leaderElectionNamespace, "leader-election-namespace", o.controller.leaderElectionNamespace, "namespace of the leader election Lease (default: --namespace)")
@@ -122,6 +125,11 @@ func (o *options) validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("--server-image-pull-policy %q: accepted values are Always, IfNotPresent and Never", o.controller.serverImagePullPolicy))
 		}
+		for _, name := range o.controller.pullSecrets() {
+			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+				errs = append(errs, fmt.Errorf("--server-image-pull-secrets: %q is not a Secret name", name))
+			}
+		}
 		if o.controller.maxWait <= 0 {
 			errs = append(errs, errors.New("--max-wait must be positive"))
 		}
@@ -148,3 +156,14 @@ func (o *options) validate() error {
 
 func (o *options) runsController() bool { return o.mode == modeController || o.mode == modeAll }
 func (o *options) runsNode() bool       { return o.mode == modeNode || o.mode == modeAll }
+
+// pullSecrets splits --server-image-pull-secrets.
+func (o *controllerOptions) pullSecrets() []string {
+	var out []string
+	for _, s := range strings.Split(o.serverPullSecrets, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

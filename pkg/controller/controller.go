@@ -32,6 +32,8 @@ type Config struct {
 	// ServerImage runs pvnfs-server; ServerImagePullPolicy is its pull policy.
 	ServerImage           string
 	ServerImagePullPolicy corev1.PullPolicy
+	// ServerPullSecrets name Secrets in Namespace for pulling ServerImage.
+	ServerPullSecrets []string
 	// MaxWait bounds a call whose request carries no deadline.
 	MaxWait time.Duration
 	// Registerer receives the controller's metrics; nil leaves them unexported.

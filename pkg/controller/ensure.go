@@ -108,15 +108,22 @@ func (s *Service) ensureDeployment(ctx context.Context, v volumeSpec) error {
 	return checkSameVolume(dep, v)
 }
 
-// getOrCreate returns the object from the cache, or creates it, or, when a create
-// races another (a retry, a second controller), reads the winner from the API.
+// getOrCreate returns the object from the cache, or creates it. When the create
+// fails, the object may exist all the same and the cache not show it yet (a racing
+// retry or second controller; informers catching up after an API server outage): a
+// Service asked for with its recorded ClusterIP then fails as "IP already
+// allocated", not AlreadyExists. So any failed create reads the object from the API
+// before giving up; the happy path costs one request.
 func getOrCreate[T any](ctx context.Context, cached func() (T, error), create, get func(context.Context) (T, error)) (T, error) {
 	if obj, err := cached(); err == nil {
 		return obj, nil
 	}
 	obj, err := create(ctx)
-	if apierrors.IsAlreadyExists(err) {
-		return get(ctx)
+	if err == nil {
+		return obj, nil
+	}
+	if existing, getErr := get(ctx); getErr == nil {
+		return existing, nil
 	}
 	return obj, err
 }

@@ -175,6 +175,7 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 		EnableServiceLinks:            ptr(false),
 		TerminationGracePeriodSeconds: ptr(int64(serverTerminationGrace)),
 		PriorityClassName:             v.params.PriorityClassName,
+		ImagePullSecrets:              pullSecrets(c.ServerPullSecrets),
 		NodeSelector:                  v.params.NodeSelector,
 		Tolerations:                   tolerations(v.params),
 	}
@@ -210,6 +211,14 @@ func tolerations(p parameters.Parameters) []corev1.Toleration {
 		})
 	}
 	return out
+}
+
+func pullSecrets(names []string) []corev1.LocalObjectReference {
+	var refs []corev1.LocalObjectReference
+	for _, n := range names {
+		refs = append(refs, corev1.LocalObjectReference{Name: n})
+	}
+	return refs
 }
 
 func httpGet(path string) corev1.ProbeHandler {

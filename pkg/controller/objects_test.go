@@ -78,7 +78,12 @@ func TestBuildDeploymentPlacement(t *testing.T) {
 		parameters.ServerTolerations: `[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]`, parameters.FailoverTolerationSeconds: "5",
 		parameters.ServerCPULimit: "2", parameters.ServerMemoryRequest: "128Mi",
 	})
-	pod := testConfig.buildDeployment(v).Spec.Template.Spec
+	cfg := testConfig
+	cfg.ServerPullSecrets = []string{"registry-a"}
+	pod := cfg.buildDeployment(v).Spec.Template.Spec
+	if len(pod.ImagePullSecrets) != 1 || pod.ImagePullSecrets[0].Name != "registry-a" {
+		t.Errorf("image pull secrets %v", pod.ImagePullSecrets)
+	}
 	if pod.NodeSelector["pool"] != "storage" || pod.PriorityClassName != "pvnfs-server" {
 		t.Errorf("node selector %v priority class %q", pod.NodeSelector, pod.PriorityClassName)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,10 +71,13 @@ type Cluster struct {
 
 	opts                       Options
 	etcdDir                    string
-	etcd, apiserver, cm, sched *process
-	kwok                       *process
+	etcd, apiserver, cm, sched *Process
+	kwok                       *Process
 	cancel                     context.CancelFunc
 	ctx                        context.Context
+
+	mu        sync.Mutex
+	nodeKwoks map[string]*Process
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok,
@@ -102,7 +106,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c := &Cluster{Dir: opts.Dir, Tools: tools, opts: opts}
+	c := &Cluster{Dir: opts.Dir, Tools: tools, opts: opts, nodeKwoks: map[string]*Process{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -120,7 +124,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c.defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPort, kwokPort)
 
 	opts.Logf("starting etcd and kube-apiserver %s (logs in %s)", tools.KubeVersion, filepath.Join(c.Dir, "logs"))
-	for _, p := range []*process{c.etcd, c.apiserver} {
+	for _, p := range []*Process{c.etcd, c.apiserver} {
 		if err := p.start(); err != nil {
 			return nil, err
 		}
@@ -132,7 +136,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	opts.Logf("starting kube-controller-manager, kube-scheduler and kwok")
-	for _, p := range []*process{c.cm, c.sched, c.kwok} {
+	for _, p := range []*Process{c.cm, c.sched, c.kwok} {
 		if err := p.start(); err != nil {
 			return nil, err
 		}
@@ -224,7 +228,7 @@ func (c *Cluster) defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPo
 	pki := func(n string) string { return filepath.Join(c.Dir, "pki", n) }
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
-	c.etcd = &process{name: "etcd", path: c.Tools.Etcd, log: log("etcd"), args: []string{
+	c.etcd = &Process{name: "etcd", path: c.Tools.Etcd, log: log("etcd"), args: []string{
 		"--name=pvnfs", "--data-dir=" + c.etcdDir,
 		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
 		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
@@ -232,7 +236,7 @@ func (c *Cluster) defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPo
 		// Benchmarks create thousands of objects; the defaults compact too rarely.
 		"--quota-backend-bytes=4294967296", "--auto-compaction-retention=1",
 	}}
-	c.apiserver = &process{name: "kube-apiserver", path: c.Tools.APIServer, log: log("kube-apiserver"), args: []string{
+	c.apiserver = &Process{name: "kube-apiserver", path: c.Tools.APIServer, log: log("kube-apiserver"), args: []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort),
 		"--cert-dir=" + pki(""),
@@ -248,7 +252,7 @@ func (c *Cluster) defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPo
 		"--feature-gates=WatchList=false",
 		"--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
 	}}
-	c.cm = &process{name: "kube-controller-manager", path: c.Tools.ControllerManager, log: log("kube-controller-manager"), args: []string{
+	c.cm = &Process{name: "kube-controller-manager", path: c.Tools.ControllerManager, log: log("kube-controller-manager"), args: []string{
 		"--kubeconfig=" + c.kubeconfigPath(), "--authentication-kubeconfig=" + c.kubeconfigPath(), "--authorization-kubeconfig=" + c.kubeconfigPath(),
 		"--controllers=*", "--leader-elect=false",
 		"--service-account-private-key-file=" + pki("sa.key"), "--root-ca-file=" + pki("apiserver.crt"),
@@ -259,19 +263,27 @@ func (c *Cluster) defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPo
 		"--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
 		"--concurrent-service-endpoint-syncs=20", "--concurrent-gc-syncs=40", "--v=1",
 	}}
-	c.sched = &process{name: "kube-scheduler", path: c.Tools.Scheduler, log: log("kube-scheduler"), args: []string{
+	c.sched = &Process{name: "kube-scheduler", path: c.Tools.Scheduler, log: log("kube-scheduler"), args: []string{
 		"--kubeconfig=" + c.kubeconfigPath(), "--authentication-kubeconfig=" + c.kubeconfigPath(), "--authorization-kubeconfig=" + c.kubeconfigPath(),
 		"--leader-elect=false", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", schedPort), "--cert-dir=" + pki("sched"), "--v=1",
 	}}
-	c.kwok = &process{name: "kwok", path: c.Tools.Kwok, log: log("kwok"), args: []string{
+	c.kwok = &Process{name: "kwok", path: c.Tools.Kwok, log: log("kwok"),
+		args: c.kwokArgs(kwokPort, "--manage-nodes-with-annotation-selector="+KwokAnnotation+"=fake")}
+}
+
+// kwokArgs are the arguments of a kwok process; which nodes it manages is added.
+func (c *Cluster) kwokArgs(port int, manage string) []string {
+	return []string{
 		"--kubeconfig=" + c.kubeconfigPath(),
-		"--manage-nodes-with-annotation-selector=" + KwokAnnotation + "=fake",
+		manage,
 		"--config=" + filepath.Join(c.Dir, "stages", "node.yaml"),
 		"--config=" + filepath.Join(c.Dir, "stages", "pod.yaml"),
+		// Renew node Leases: they are the heartbeat the node lifecycle controller
+		// watches, so nodes stay Ready until their kwok stops.
 		"--node-lease-duration-seconds=40",
 		"--cidr=10.244.0.0/16",
-		fmt.Sprintf("--server-address=127.0.0.1:%d", kwokPort),
-	}}
+		fmt.Sprintf("--server-address=127.0.0.1:%d", port),
+	}
 }
 
 func (c *Cluster) kubeconfigPath() string { return filepath.Join(c.Dir, "kubeconfig") }
@@ -344,12 +356,8 @@ func (c *Cluster) WaitAPIServer(ctx context.Context, timeout time.Duration) erro
 
 // AddNode creates a simulated node that kwok manages.
 func (c *Cluster) AddNode(ctx context.Context, name string, labels map[string]string, taints ...corev1.Taint) error {
-	l := map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"}
-	for k, v := range labels {
-		l[k] = v
-	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l, Annotations: map[string]string{KwokAnnotation: "fake"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nodeLabels(name, labels), Annotations: map[string]string{KwokAnnotation: "fake"}},
 		Spec:       corev1.NodeSpec{Taints: taints},
 		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
 			corev1.ResourcePods: resource.MustParse("2000"), corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi")}},
@@ -361,13 +369,40 @@ func (c *Cluster) AddNode(ctx context.Context, name string, labels map[string]st
 	return err
 }
 
-// LoseNode stops kwok managing a node: its lease is no longer renewed, as when the
-// node's kubelet dies, and the node lifecycle controller marks it NotReady after
-// NodeMonitorGracePeriod and taints it.
-func (c *Cluster) LoseNode(ctx context.Context, name string) error {
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, KwokAnnotation)
-	_, err := c.Client.CoreV1().Nodes().Patch(ctx, name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
-	return err
+// AddLosableNode creates a simulated node with a kwok process of its own (its
+// "kubelet"), which LoseNode kills: the node's Lease is then no longer renewed and
+// its pods no longer updated, as when a real node dies. The node lifecycle
+// controller marks it NotReady after NodeMonitorGracePeriod and taints it.
+func (c *Cluster) AddLosableNode(ctx context.Context, name string, labels map[string]string) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	p := NewProcess("kwok "+name, c.Tools.Kwok, filepath.Join(c.Dir, "logs", "kwok-"+name+".log"),
+		c.kwokArgs(ports[0], "--manage-single-node="+name)...)
+	if err := p.Start(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.nodeKwoks[name] = p
+	c.mu.Unlock()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nodeLabels(name, labels), Annotations: map[string]string{KwokAnnotation: "own-" + name}}}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// LoseNode kills the kwok process of a node made by AddLosableNode.
+func (c *Cluster) LoseNode(name string) error {
+	c.mu.Lock()
+	p := c.nodeKwoks[name]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("node %s was not added with AddLosableNode", name)
+	}
+	p.Kill()
+	return nil
 }
 
 // WaitNodesReady waits until every named node is Ready.
@@ -423,7 +458,12 @@ func (c *Cluster) Stop() {
 	if c.cancel != nil {
 		c.cancel()
 	}
-	for _, p := range []*process{c.kwok, c.sched, c.cm, c.apiserver, c.etcd} {
+	c.mu.Lock()
+	for _, p := range c.nodeKwoks {
+		p.Kill()
+	}
+	c.mu.Unlock()
+	for _, p := range []*Process{c.kwok, c.sched, c.cm, c.apiserver, c.etcd} {
 		if p != nil {
 			p.stop(5 * time.Second)
 		}
@@ -439,12 +479,20 @@ func (c *Cluster) Context() context.Context { return c.ctx }
 
 // deadProcess explains a control-plane process that exited unexpectedly.
 func (c *Cluster) deadProcess() error {
-	for _, p := range []*process{c.etcd, c.apiserver, c.cm, c.sched, c.kwok} {
+	for _, p := range []*Process{c.etcd, c.apiserver, c.cm, c.sched, c.kwok} {
 		if p.cmd != nil && !p.running() {
 			return p.exitError()
 		}
 	}
 	return nil
+}
+
+func nodeLabels(name string, extra map[string]string) map[string]string {
+	l := map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"}
+	for k, v := range extra {
+		l[k] = v
+	}
+	return l
 }
 
 func nodeReady(n *corev1.Node) bool {

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// process is one control-plane binary, restartable with the same arguments.
-type process struct {
+// Process is a long-running binary of a test setup (a control-plane component, the
+// driver, a sidecar), logging to a file and restartable with the same arguments.
+type Process struct {
 	name string
 	path string
 	args []string
@@ -19,7 +20,47 @@ type process struct {
 	done chan struct{}
 }
 
-func (p *process) start() error {
+// NewProcess describes a process; Start runs it.
+func NewProcess(name, path, log string, args ...string) *Process {
+	return &Process{name: name, path: path, log: log, args: args}
+}
+
+// Name, Log and PID describe the process.
+func (p *Process) Name() string { return p.name }
+
+// Log is the file its output goes to.
+func (p *Process) Log() string { return p.log }
+
+// PID is the process ID of the running process, 0 when it is not running.
+func (p *Process) PID() int {
+	if !p.Running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Start starts the process.
+func (p *Process) Start() error { return p.start() }
+
+// Running reports whether the process has not exited.
+func (p *Process) Running() bool { return p.running() }
+
+// Stop sends SIGTERM and, after grace, SIGKILL.
+func (p *Process) Stop(grace time.Duration) { p.stop(grace) }
+
+// Kill kills the process group at once, as a crash or an OOM kill would.
+func (p *Process) Kill() {
+	if !p.running() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// ExitError explains a process that exited, with the end of its log.
+func (p *Process) ExitError() error { return p.exitError() }
+
+func (p *Process) start() error {
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -43,7 +84,7 @@ func (p *process) start() error {
 }
 
 // running reports whether the process has not exited.
-func (p *process) running() bool {
+func (p *Process) running() bool {
 	if p.cmd == nil {
 		return false
 	}
@@ -56,7 +97,7 @@ func (p *process) running() bool {
 }
 
 // stop sends SIGTERM to the process group and SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
+func (p *Process) stop(grace time.Duration) {
 	if !p.running() {
 		return
 	}
@@ -70,7 +111,7 @@ func (p *process) stop(grace time.Duration) {
 }
 
 // exitError explains a process that died, with the end of its log.
-func (p *process) exitError() error {
+func (p *Process) exitError() error {
 	b, _ := os.ReadFile(p.log)
 	if len(b) > 3000 {
 		b = b[len(b)-3000:]

@@ -1,0 +1,289 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/pvnfs/pvnfs/test/localcluster"
+)
+
+// env is the chart installed into the shared control plane, with the controller's
+// CSI side running on the host: pvnfs-csi in controller mode and the csi-provisioner
+// sidecar, each with the flags the chart gives it and the token of the chart's
+// controller ServiceAccount. The simulated controller pods (kwok) run nothing; these
+// processes are the controller.
+type env struct {
+	cluster *localcluster.Cluster
+	helm    string
+	kubectl string
+	// objects are the chart's objects as installed.
+	objects []*unstructured.Unstructured
+	dyn     dynamic.Interface
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+	// saKubeconfig authenticates as the controller ServiceAccount.
+	saKubeconfig string
+	provisioner  string
+	socket       string
+	dir          string
+
+	driver, sidecar *process
+}
+
+var (
+	envOnce sync.Once
+	envVal  *env
+	envErr  error
+)
+
+// installed returns the installed chart with the controller running, installing it
+// on first use. It skips (fails under PVNFS_REQUIRE_ALL=1) when the control plane or
+// a tool is unavailable.
+func installed(t testing.TB) *env {
+	t.Helper()
+	if testing.Short() {
+		missing(t, "-short: the control-plane tests need root and the local cluster")
+	}
+	// The cluster first: without root it skips at once, before any tool is built.
+	c := shared.Get(t)
+	helm := helmBinary(t)
+	tools, err := localcluster.InstallTools("provisioner")
+	if err != nil || tools.Provisioner == "" {
+		missing(t, fmt.Sprintf("csi-provisioner is not available (test/tools/install.sh provisioner): %v", err))
+	}
+	envOnce.Do(func() {
+		// Stays the error if setUp stops the first caller (t.Fatal) half way.
+		envErr = errors.New("the installation stopped half way; see the first test that failed")
+		envVal = &env{cluster: c, helm: helm, kubectl: tools.Kubectl, provisioner: tools.Provisioner}
+		envErr = envVal.setUp(t)
+	})
+	if envErr != nil {
+		t.Fatalf("installing the chart: %v\n%s%s", envErr, envVal.driver.tail(), envVal.sidecar.tail())
+	}
+	return envVal
+}
+
+func stopEnv() {
+	if envVal != nil {
+		envVal.sidecar.stop()
+		envVal.driver.stop()
+		_ = os.RemoveAll(envVal.dir)
+	}
+}
+
+func (e *env) setUp(t testing.TB) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var err error
+	if e.dir, err = os.MkdirTemp("", "pvnfs-deploy-"); err != nil {
+		return err
+	}
+	if e.dyn, err = dynamic.NewForConfig(e.cluster.Config); err != nil {
+		return err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(e.cluster.Config)
+	if err != nil {
+		return err
+	}
+	e.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+
+	// The release record lives in "default"; the chart puts its objects in
+	// namespace.name (docs/install.md).
+	if _, err := runHelm(t, e.helm, "install", releaseName, repoPath(t, chartDir),
+		"--kubeconfig", e.cluster.Kubeconfig, "--namespace", "default"); err != nil {
+		return err
+	}
+	e.objects = decodeObjects(t, render(t, e.helm))
+
+	if e.saKubeconfig, err = e.serviceAccountKubeconfig(ctx, driverNamespace, releaseName+"-controller"); err != nil {
+		return err
+	}
+	if err := e.startDriver(ctx, t); err != nil {
+		return err
+	}
+	return e.startProvisioner(t, "csi-provisioner", false)
+}
+
+// serviceAccountKubeconfig writes a kubeconfig holding a fresh token of a
+// ServiceAccount, so that a host process has exactly that account's rights.
+func (e *env) serviceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
+	tr, err := e.cluster.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3 * 3600))}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token of ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: e.cluster.Config.Host, CertificateAuthority: e.cluster.Config.TLSClientConfig.CAFile}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: "local", AuthInfo: name}
+	cfg.CurrentContext = name
+	path := filepath.Join(e.dir, name+".kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// chartArgs returns the arguments the chart gives a container of the controller
+// Deployment.
+func (e *env) chartArgs(t testing.TB, containerName string) []string {
+	dep := typed[appsv1.Deployment](t, find(t, e.objects, "Deployment", releaseName+"-controller"))
+	return container(t, dep.Spec.Template.Spec, containerName).Args
+}
+
+// startDriver runs pvnfs-csi in controller mode with the chart's flags, on a socket
+// of its own instead of /csi, without the metrics port (taken on a shared host) and
+// with the ServiceAccount's kubeconfig. Leader election stays on when the binary has
+// it (the chart's --leader-election), which exercises the Lease rights.
+func (e *env) startDriver(ctx context.Context, t testing.TB) error {
+	known := binaryFlags(t, pvnfsCSI)
+	e.socket = filepath.Join(e.dir, "csi.sock")
+	args := []string{"--kubeconfig=" + e.saKubeconfig}
+	for _, a := range e.chartArgs(t, "pvnfs-csi") {
+		switch name := flagName(a); {
+		case name == "endpoint":
+			a = "--endpoint=unix://" + e.socket
+		case name == "metrics-address":
+			continue
+		case !known[name] && strings.HasPrefix(name, "leader-election"):
+			// The chart already passes the controller's leader-election flags; a
+			// pvnfs-csi without them still provisions (TestChartFlagsKnownToBinary
+			// reports the gap).
+			continue
+		case name == "v":
+			a = "--v=4"
+		}
+		args = append(args, a)
+	}
+	var err error
+	e.driver, err = startProcess("pvnfs-csi", filepath.Join(e.dir, "pvnfs-csi.log"), pvnfsCSI, args, hostEnv())
+	if err != nil {
+		return err
+	}
+	return e.waitProbe(ctx)
+}
+
+// waitProbe waits until pvnfs-csi answers its CSI Probe with ready (its informer
+// caches, read with the ServiceAccount's rights, are filled).
+func (e *env) waitProbe(ctx context.Context) error {
+	conn, err := grpc.NewClient("unix://"+e.socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", e.socket)
+		}))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	id := csi.NewIdentityClient(conn)
+	why, err := poll(ctx, waitLong, func(ctx context.Context) (bool, string, error) {
+		if !e.driver.running() {
+			return false, "", fmt.Errorf("pvnfs-csi exited")
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := id.Probe(cctx, &csi.ProbeRequest{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return resp.GetReady().GetValue(), "Probe: not ready", nil
+	})
+	if err != nil {
+		return fmt.Errorf("pvnfs-csi not ready (%s): %w", why, err)
+	}
+	return nil
+}
+
+// startProvisioner runs the csi-provisioner sidecar with the chart's flags against
+// pvnfs-csi's socket, as the controller ServiceAccount. Leader election is off unless
+// asked for, and its HTTP endpoint is dropped (its port is taken on a shared host).
+func (e *env) startProvisioner(t testing.TB, name string, leaderElection bool) error {
+	args := []string{"--kubeconfig=" + e.saKubeconfig, "--csi-address=" + e.socket}
+	for _, a := range e.chartArgs(t, "csi-provisioner") {
+		switch flagName(a) {
+		case "csi-address", "http-endpoint":
+			continue
+		case "leader-election", "leader-election-namespace":
+			if !leaderElection {
+				continue
+			}
+		}
+		args = append(args, a)
+	}
+	if leaderElection && !slices.Contains(args, "--leader-election") {
+		return fmt.Errorf("the chart's csi-provisioner has no --leader-election")
+	}
+	p, err := startProcess(name, filepath.Join(e.dir, name+".log"), e.provisioner, args, hostEnv())
+	if err != nil {
+		return err
+	}
+	if name == "csi-provisioner" {
+		e.sidecar = p
+	} else {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Log(p.tail())
+			}
+			p.stop()
+		})
+	}
+	return nil
+}
+
+// hostEnv is the environment of the host processes: no KUBECONFIG (csi-provisioner
+// prefers it to --kubeconfig) and no proxy settings.
+func hostEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// logs returns the ends of the host processes' logs, for failure messages.
+func (e *env) logs() string {
+	return e.driver.tail() + "\n" + e.sidecar.tail()
+}
+
+// checkNoForbidden fails t if the API server refused any request of the host
+// processes: the chart's RBAC must cover everything they do, including what they only
+// log when it fails (events, leases).
+func (e *env) checkNoForbidden(t testing.TB) {
+	t.Helper()
+	for _, p := range []*process{e.driver, e.sidecar} {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "is forbidden: User") { // an RBAC denial
+				t.Errorf("%s was refused by RBAC: %s", p.name, line)
+			}
+		}
+	}
+}
