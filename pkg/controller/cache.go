@@ -12,7 +12,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
@@ -28,11 +27,11 @@ type cache struct {
 
 	pvcs           corelisters.PersistentVolumeClaimLister
 	services       corelisters.ServiceLister
-	pods           corelisters.PodLister
-	events         corelisters.EventLister
 	deployments    appslisters.DeploymentLister
-	slices         discoverylisters.EndpointSliceLister
 	storageClasses storagelisters.StorageClassLister
+	// Pods and EndpointSlices are indexed by volume ID, Events by the UID of the
+	// object they are about.
+	podIndex, sliceIndex, eventIndex toolscache.Indexer
 	// pvs indexes the driver's PersistentVolumes by volume handle; the reconciler
 	// tells a volume whose PV is gone (an orphan) from a live one.
 	pvs toolscache.Indexer
@@ -44,8 +43,15 @@ type cache struct {
 	handlers map[int]func(id string)
 }
 
-// pvByHandle indexes PersistentVolumes by the volume handle of the driver.
-const pvByHandle = "pvnfs-volume-handle"
+// Index names.
+const (
+	// pvByHandle indexes PersistentVolumes by the volume handle of the driver.
+	pvByHandle = "pvnfs-volume-handle"
+	// byVolume indexes a volume's pods and EndpointSlices by its volume ID.
+	byVolume = "pvnfs-volume-id"
+	// byInvolvedUID indexes Events by the UID of their object.
+	byInvolvedUID = "involved-uid"
+)
 
 func newCache(client kubernetes.Interface, namespace, driverName string) *cache {
 	managed := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -79,6 +85,20 @@ func newCache(client kubernetes.Interface, namespace, driverName string) *cache 
 	}
 	pvcs, svcs, pods, deps := ours.Core().V1().PersistentVolumeClaims(), ours.Core().V1().Services(), ours.Core().V1().Pods(), ours.Apps().V1().Deployments()
 	slices, events, scs := others.Discovery().V1().EndpointSlices(), others.Core().V1().Events(), cluster.Storage().V1().StorageClasses()
+	// Indexes keep a volume's lookup independent of how many volumes there are.
+	_ = pods.Informer().AddIndexers(toolscache.Indexers{byVolume: func(o any) ([]string, error) {
+		return []string{idFromLabels(o)}, nil
+	}})
+	_ = slices.Informer().AddIndexers(toolscache.Indexers{byVolume: func(o any) ([]string, error) {
+		return []string{idFromSlice(o)}, nil
+	}})
+	_ = events.Informer().AddIndexers(toolscache.Indexers{byInvolvedUID: func(o any) ([]string, error) {
+		if ev, ok := o.(*corev1.Event); ok {
+			return []string{string(ev.InvolvedObject.UID)}, nil
+		}
+		return nil, nil
+	}})
+	c.podIndex, c.sliceIndex, c.eventIndex = pods.Informer().GetIndexer(), slices.Informer().GetIndexer(), events.Informer().GetIndexer()
 	add(pvcs, idFromLabels)
 	add(svcs, idFromLabels)
 	add(pods, idFromLabels)
@@ -102,8 +122,7 @@ func newCache(client kubernetes.Interface, namespace, driverName string) *cache 
 	})
 	c.synced = append(c.synced, pvInformer.HasSynced)
 	c.pvs = pvInformer.GetIndexer()
-	c.pvcs, c.services, c.pods, c.deployments = pvcs.Lister(), svcs.Lister(), pods.Lister(), deps.Lister()
-	c.slices, c.events, c.storageClasses = slices.Lister(), events.Lister(), scs.Lister()
+	c.pvcs, c.services, c.deployments, c.storageClasses = pvcs.Lister(), svcs.Lister(), deps.Lister(), scs.Lister()
 	return c
 }
 
@@ -156,6 +175,21 @@ func (c *cache) changed(id string) {
 	for _, h := range hs {
 		h(id)
 	}
+}
+
+// indexed returns the objects of an index value, typed.
+func indexed[T any](idx toolscache.Indexer, index, value string) []T {
+	objs, err := idx.ByIndex(index, value)
+	if err != nil {
+		return nil
+	}
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func handleOf(o any) string {

@@ -46,6 +46,7 @@ const (
 	EventDeploymentCorrected = "DeploymentCorrected"
 	EventRepairFailed        = "RepairFailed"
 	EventBackendMissing      = "BackendVolumeMissing"
+	EventWaitingForOldServer = "WaitingForOldServer"
 	EventOrphaned            = "Orphaned"
 	EventOrphanDeleted       = "OrphanDeleted"
 )
@@ -189,15 +190,29 @@ func (r *reconciler) sync(ctx context.Context, id string) (time.Duration, error)
 		return 0, nil
 	}
 	desired := r.s.cfg.buildDeployment(spec)
+	var waitOld time.Duration
 	needService := st.svc == nil
 	needDeployment := st.dep == nil
-	drift := !needDeployment && r.drifted(id, st.dep, desired)
+	if needDeployment && len(st.pods) > 0 {
+		// The old server pod is still stopping (its Deployment was deleted without
+		// waiting for it). Two servers on one volume could both write it, and an RWO
+		// volume does not prevent two pods on one node: wait for it to be gone.
+		r.recorder.Eventf(st.pvc, corev1.EventTypeNormal, EventWaitingForOldServer,
+			"server Deployment %s is missing; waiting for the old server pod %s to stop before recreating it", volume.ObjectName(id), st.pods[0].Name)
+		needDeployment = false
+		waitOld = 2 * time.Second
+	}
+	drift := st.dep != nil && r.drifted(id, st.dep, desired)
 	if needService || needDeployment || drift {
 		if err := r.repair(ctx, id, spec, st, needService, needDeployment, drift); err != nil {
 			return 0, err
 		}
 	}
-	return r.checkOrphan(ctx, id, st.pvc)
+	after, err := r.checkOrphan(ctx, id, st.pvc)
+	if waitOld > 0 && (after == 0 || waitOld < after) {
+		after = waitOld
+	}
+	return after, err
 }
 
 // repair recreates or corrects the volume's objects, after checking with the API

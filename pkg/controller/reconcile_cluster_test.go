@@ -100,6 +100,41 @@ func TestControlPlaneReconcilerRepairsLostObjects(t *testing.T) {
 		})
 	})
 
+	t.Run("Deployment deleted is recreated only after its old pod is gone", func(t *testing.T) {
+		d.create(t, "lingering-pod", nil)
+		obj := volume.ObjectName("lingering-pod")
+		pods, err := k.CoreV1().Pods(d.ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelVolumeID + "=lingering-pod"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("server pods %v, %v", pods, err)
+		}
+		// A finalizer keeps the old pod Terminating, as a container that is slow to
+		// stop (or a node that does not answer) would.
+		pod := pods.Items[0]
+		hold := `{"metadata":{"finalizers":["test.pvnfs.io/hold"]}}`
+		if _, err := k.CoreV1().Pods(d.ns).Patch(ctx, pod.Name, "application/merge-patch+json", []byte(hold), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Deleted in the background, as kubectl does: the garbage collector deletes
+		// the ReplicaSet and then the pod, which lingers.
+		background := metav1.DeletePropagationBackground
+		if err := k.AppsV1().Deployments(d.ns).Delete(ctx, obj, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "WaitingForOldServer event", func(ctx context.Context) (bool, error) {
+			return d.hasEvent(ctx, EventWaitingForOldServer, obj), nil
+		})
+		if _, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("Deployment recreated while the old server pod still runs: %v", err)
+		}
+		if _, err := k.CoreV1().Pods(d.ns).Patch(ctx, pod.Name, "application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Deployment recreated once the old pod is gone", func(ctx context.Context) (bool, error) {
+			_, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+			return err == nil, nil
+		})
+	})
+
 	t.Run("Deployment edited by hand is corrected", func(t *testing.T) {
 		d.create(t, "edited", nil)
 		obj := volume.ObjectName("edited")

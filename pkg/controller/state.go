@@ -11,7 +11,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pvnfs/pvnfs/pkg/volume"
@@ -46,8 +45,14 @@ func (c *cache) lookup(namespace, id string) volumeState {
 	s.pvc, _ = c.pvcs.PersistentVolumeClaims(namespace).Get(name)
 	s.dep, _ = c.deployments.Deployments(namespace).Get(name)
 	s.svc, _ = c.services.Services(namespace).Get(name)
-	s.pods, _ = c.pods.Pods(namespace).List(labels.SelectorFromSet(volume.Selector(id)))
-	s.slices, _ = c.slices.EndpointSlices(namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+	// Informers are namespaced, so the indexes hold only this namespace's objects;
+	// pods must also carry the server component label (the selector).
+	for _, p := range indexed[*corev1.Pod](c.podIndex, byVolume, id) {
+		if p.Labels[volume.LabelComponent] == volume.ComponentServer {
+			s.pods = append(s.pods, p)
+		}
+	}
+	s.slices = indexed[*discoveryv1.EndpointSlice](c.sliceIndex, byVolume, id)
 	sort.Slice(s.pods, func(i, j int) bool { return s.pods[i].Name < s.pods[j].Name })
 
 	s.problems = append(s.problems, c.pvcProblems(s.pvc, name)...)
@@ -166,24 +171,25 @@ func serviceProblems(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, n
 	return []string{fmt.Sprintf("Service %s has no ready endpoint", name)}
 }
 
-// latestEvent returns the newest event about obj in the cache.
+// latestEvent returns the event that best explains obj's state: the newest Warning
+// (ProvisioningFailed, FailedMount, ...), else the newest event. A Normal event that
+// repeats while waiting (ExternalProvisioning) must not hide the failure behind it.
 func (c *cache) latestEvent(obj runtime.Object) *corev1.Event {
 	m := metaOf(obj)
 	if m == nil {
 		return nil
 	}
-	evs, err := c.events.Events(m.GetNamespace()).List(labels.Everything())
-	if err != nil {
-		return nil
-	}
-	var newest *corev1.Event
-	for _, ev := range evs {
-		if ev.InvolvedObject.UID != m.GetUID() {
-			continue
-		}
+	var newest, newestWarning *corev1.Event
+	for _, ev := range indexed[*corev1.Event](c.eventIndex, byInvolvedUID, string(m.GetUID())) {
 		if newest == nil || eventTime(ev).After(eventTime(newest)) {
 			newest = ev
 		}
+		if ev.Type == corev1.EventTypeWarning && (newestWarning == nil || eventTime(ev).After(eventTime(newestWarning))) {
+			newestWarning = ev
+		}
+	}
+	if newestWarning != nil {
+		return newestWarning
 	}
 	return newest
 }

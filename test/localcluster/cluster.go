@@ -53,7 +53,8 @@ type Options struct {
 	// HoldNode also creates the node HoldNode.
 	HoldNode bool
 	// NodeMonitorGracePeriod is how long a node may miss heartbeats before it is
-	// NotReady (kube-controller-manager's --node-monitor-grace-period). Default 40s.
+	// NotReady (kube-controller-manager's --node-monitor-grace-period). Zero keeps
+	// Kubernetes' default (50 s in 1.36), so failover timings match a real cluster's.
 	NodeMonitorGracePeriod time.Duration
 	// Logf reports progress; nil for silence.
 	Logf func(format string, args ...any)
@@ -94,9 +95,6 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if len(opts.Nodes) == 0 {
 		opts.Nodes = []string{"kwok-node-1", "kwok-node-2", "kwok-node-3"}
-	}
-	if opts.NodeMonitorGracePeriod == 0 {
-		opts.NodeMonitorGracePeriod = 40 * time.Second
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
@@ -257,12 +255,13 @@ func (c *Cluster) defineProcesses(etcdClient, etcdPeer, apiPort, cmPort, schedPo
 		"--controllers=*", "--leader-elect=false",
 		"--service-account-private-key-file=" + pki("sa.key"), "--root-ca-file=" + pki("apiserver.crt"),
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", cmPort), "--cert-dir=" + pki("cm"),
-		"--node-monitor-grace-period=" + c.opts.NodeMonitorGracePeriod.String(),
-		"--node-monitor-period=2s",
 		"--kube-api-qps=200", "--kube-api-burst=400",
 		"--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
 		"--concurrent-service-endpoint-syncs=20", "--concurrent-gc-syncs=40", "--v=1",
 	}}
+	if g := c.opts.NodeMonitorGracePeriod; g > 0 {
+		c.cm.args = append(c.cm.args, "--node-monitor-grace-period="+g.String())
+	}
 	c.sched = &Process{name: "kube-scheduler", path: c.Tools.Scheduler, log: log("kube-scheduler"), args: []string{
 		"--kubeconfig=" + c.kubeconfigPath(), "--authentication-kubeconfig=" + c.kubeconfigPath(), "--authorization-kubeconfig=" + c.kubeconfigPath(),
 		"--leader-elect=false", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", schedPort), "--cert-dir=" + pki("sched"), "--v=1",

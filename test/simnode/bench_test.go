@@ -7,66 +7,36 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/pvnfs/pvnfs/test/simnode"
 )
 
 // BenchmarkFanoutPublish measures NodePublishVolume and NodeUnpublishVolume on one
 // node through the plugin's gRPC socket, as kubelet calls them, while the node
-// fans one volume out to 1, 100 and 500 pods. Each iteration publishes the volume
-// to every target, then unpublishes them all. It reports the p50 and p95 latency
-// of each call over all iterations and the mounts on the node at the peak.
+// fans one volume out to 1, 100 and 500 pods (simnode's Node.MeasureFanout, which
+// `go run ./test/bench` uses for docs/benchmarks.md too). Each iteration publishes
+// the volume to every target, then unpublishes them all. It reports the p50 and p95
+// latency of each call over all iterations and the mounts on the node at the peak.
 //
 //	go test -run '^$' -bench Fanout ./test/simnode/...
 func BenchmarkFanoutPublish(b *testing.B) {
 	for _, targets := range []int{1, 100, 500} {
 		b.Run(fmt.Sprintf("targets=%d", targets), func(b *testing.B) {
 			n := startNode(b, "bench", filepath.Join(b.TempDir(), "exports"))
-			vol := wordpressVolume()
-			ctx := context.Background()
-			if _, err := n.Stage(ctx, vol); err != nil {
+			b.ResetTimer()
+			res, err := n.MeasureFanout(context.Background(), wordpressVolume(), targets, b.N)
+			b.StopTimer()
+			if err != nil {
 				b.Fatal(err)
 			}
-			var publish, unpublish []time.Duration
-			var peak simnode.VolumeMounts
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for t := range targets {
-					start := time.Now()
-					if _, err := n.Publish(ctx, vol, fmt.Sprintf("pod-%d", t), false); err != nil {
-						b.Fatal(err)
-					}
-					publish = append(publish, time.Since(start))
-				}
-				if i == 0 {
-					b.StopTimer()
-					var err error
-					if peak, err = n.VolumeMounts(source); err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
-				}
-				for t := range targets {
-					start := time.Now()
-					if err := n.Unpublish(ctx, vol, fmt.Sprintf("pod-%d", t)); err != nil {
-						b.Fatal(err)
-					}
-					unpublish = append(unpublish, time.Since(start))
-				}
+			peak := res.Peak
+			if len(peak.NFS) != 1 || len(peak.Pods) != targets || len(peak.Other) != 0 {
+				b.Errorf("at the peak: %d NFS-leg mounts, %d bind mounts and %d others, want 1, %d and 0", len(peak.NFS), len(peak.Pods), len(peak.Other), targets)
 			}
-			b.StopTimer()
-			if len(peak.NFS) != 1 || len(peak.Pods) != targets {
-				b.Errorf("at the peak: %d NFS-leg mounts and %d bind mounts, want 1 and %d", len(peak.NFS), len(peak.Pods), targets)
-			}
-			b.ReportMetric(percentile(publish, 50), "publish-p50-ms")
-			b.ReportMetric(percentile(publish, 95), "publish-p95-ms")
-			b.ReportMetric(percentile(unpublish, 50), "unpublish-p50-ms")
-			b.ReportMetric(percentile(unpublish, 95), "unpublish-p95-ms")
+			b.ReportMetric(percentile(res.Publish, 50), "publish-p50-ms")
+			b.ReportMetric(percentile(res.Publish, 95), "publish-p95-ms")
+			b.ReportMetric(percentile(res.Unpublish, 50), "unpublish-p50-ms")
+			b.ReportMetric(percentile(res.Unpublish, 95), "unpublish-p95-ms")
 			b.ReportMetric(float64(len(peak.NFS)), "nfs-mounts/node")
 			b.ReportMetric(float64(len(peak.Pods)), "bind-mounts/node")
-			if err := n.Unstage(ctx, vol); err != nil {
-				b.Fatal(err)
-			}
 		})
 	}
 }

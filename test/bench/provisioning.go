@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+)
+
+// provisioningTimeout bounds each burst (creating or deleting N volumes): a
+// deadline against hangs, never a judgement of speed.
+const provisioningTimeout = 10 * time.Minute
+
+// settle is the pause between two runs, so the garbage collector and the
+// controllers finish the previous run's work before the next one is timed.
+const settle = 3 * time.Second
+
+// Burst is one way of creating and deleting the same N volumes: through pvnfs, or
+// the lower bound.
+type Burst struct {
+	// Create is the time from starting to create each volume to its being ready
+	// (pvnfs: the user's PVC Bound; lower bound: backend PVC Bound, server pod
+	// Ready, Service endpoint ready); Delete from deleting it to all its objects
+	// gone.
+	Create, Delete Summary
+	// CreateTotal and DeleteTotal are the times until the last of the N was ready or
+	// gone, the median over the repetitions.
+	CreateTotal, DeleteTotal time.Duration
+	// Serving is, for pvnfs, the time from creating the user's PVC to its volume
+	// serving (what CreateVolume waits for); the rest of Create is the CreateVolume
+	// answer, the PV and the binding.
+	Serving Summary
+}
+
+// Requests are the API requests of the controller per volume, by verb and
+// resource.
+type Requests struct {
+	PerVolume []RequestCount
+	Total     float64
+}
+
+// RequestCount is one verb and resource.
+type RequestCount struct {
+	Request   string
+	PerVolume float64
+}
+
+// SizeResult is the provisioning phase for one N.
+type SizeResult struct {
+	N, Reps                        int
+	Pvnfs, Lower                   Burst
+	CreateRequests, DeleteRequests Requests
+}
+
+// CreateRatio is pvnfs's total time to Bound over the lower bound's.
+func (s SizeResult) CreateRatio() float64 { return ratio(s.Pvnfs.CreateTotal, s.Lower.CreateTotal) }
+
+// DeleteRatio is the same for deletion.
+func (s SizeResult) DeleteRatio() float64 { return ratio(s.Pvnfs.DeleteTotal, s.Lower.DeleteTotal) }
+
+// P50Ratio is pvnfs's median time to Bound over the lower bound's.
+func (s SizeResult) P50Ratio() float64 { return ratio(s.Pvnfs.Create.P50, s.Lower.Create.P50) }
+
+// runProvisioning runs the provisioning and deletion bursts for every size.
+func (e *env) runProvisioning(ctx context.Context, sizes []int) ([]SizeResult, error) {
+	if err := e.createStorageClass(ctx); err != nil {
+		return nil, err
+	}
+	d, err := e.startDriver(ctx, driverNS, true)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	viaPvnfs, err := newObserver(ctx, e.observe, driverNS, userNS)
+	if err != nil {
+		return nil, err
+	}
+	defer viaPvnfs.Stop()
+	direct, err := newObserver(ctx, e.observe, lowerBoundNS, "")
+	if err != nil {
+		return nil, err
+	}
+	defer direct.Stop()
+
+	// Warm up both paths (informers, connections, the first scheduling), and take
+	// the lower bound's objects from what pvnfs creates.
+	e.logf("provisioning: warming up")
+	warm, err := e.pvnfsCreate(ctx, viaPvnfs, "warmup", 1)
+	if err != nil {
+		return nil, fmt.Errorf("warm-up: %w (%v)", err, d.alive())
+	}
+	tmpl, err := captureTemplates(ctx, e.act, driverNS, warm.ids[0])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.pvnfsDelete(ctx, viaPvnfs, warm); err != nil {
+		return nil, fmt.Errorf("warm-up: %w (%v)", err, d.alive())
+	}
+	lw, err := e.directCreate(ctx, direct, tmpl, 1)
+	if err == nil {
+		_, err = e.directDelete(ctx, direct, lw)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("warm-up of the lower bound: %w", err)
+	}
+
+	var results []SizeResult
+	for _, n := range sizes {
+		reps := (e.opts.minSamples + n - 1) / n
+		res := SizeResult{N: n, Reps: reps}
+		var pv, lb burstSamples
+		var createReq, deleteReq []map[string]float64
+		for rep := range reps {
+			e.logf("provisioning: N=%d, repetition %d of %d: lower bound", n, rep+1, reps)
+			sleep(ctx, settle)
+			b, err := e.directCreate(ctx, direct, tmpl, n)
+			if err != nil {
+				return nil, fmt.Errorf("lower bound, N=%d: %w", n, err)
+			}
+			sleep(ctx, settle)
+			if b, err = e.directDelete(ctx, direct, b); err != nil {
+				return nil, fmt.Errorf("lower bound, N=%d: %w", n, err)
+			}
+			lb.add(b)
+
+			e.logf("provisioning: N=%d, repetition %d of %d: pvnfs", n, rep+1, reps)
+			sleep(ctx, settle)
+			before, err := scrapeMetrics(ctx, d.metricsURL)
+			if err != nil {
+				return nil, err
+			}
+			b, err = e.pvnfsCreate(ctx, viaPvnfs, fmt.Sprintf("n%d-r%d", n, rep), n)
+			if err != nil {
+				return nil, fmt.Errorf("pvnfs, N=%d: %w (%v)", n, err, d.alive())
+			}
+			created, err := scrapeMetrics(ctx, d.metricsURL)
+			if err != nil {
+				return nil, err
+			}
+			sleep(ctx, settle)
+			deleting, err := scrapeMetrics(ctx, d.metricsURL)
+			if err != nil {
+				return nil, err
+			}
+			if b, err = e.pvnfsDelete(ctx, viaPvnfs, b); err != nil {
+				return nil, fmt.Errorf("pvnfs, N=%d: %w (%v)", n, err, d.alive())
+			}
+			deleted, err := scrapeMetrics(ctx, d.metricsURL)
+			if err != nil {
+				return nil, err
+			}
+			pv.add(b)
+			createReq = append(createReq, requestDelta(created.apiRequests(), before.apiRequests()))
+			deleteReq = append(deleteReq, requestDelta(deleted.apiRequests(), deleting.apiRequests()))
+		}
+		res.Pvnfs, res.Lower = pv.burst(), lb.burst()
+		res.CreateRequests = perVolume(createReq, n*reps)
+		res.DeleteRequests = perVolume(deleteReq, n*reps)
+		e.logf("provisioning: N=%d: to Bound p50 %s, total %s (lower bound %s, %s): ×%.2f; %.1f requests per volume",
+			n, res.Pvnfs.Create.P50, res.Pvnfs.CreateTotal, res.Lower.Create.P50, res.Lower.CreateTotal, res.CreateRatio(), res.CreateRequests.Total)
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// burst is one run of N volumes.
+type burst struct {
+	ids                      []string
+	users                    []string // the users' PVCs, for pvnfs
+	create, serving, deletes []time.Duration
+	createTotal, deleteTotal time.Duration
+}
+
+// burstSamples pools the runs of one size.
+type burstSamples struct {
+	create, serving, deletes   []time.Duration
+	createTotals, deleteTotals []time.Duration
+}
+
+func (s *burstSamples) add(b burst) {
+	s.create = append(s.create, b.create...)
+	s.serving = append(s.serving, b.serving...)
+	s.deletes = append(s.deletes, b.deletes...)
+	s.createTotals = append(s.createTotals, b.createTotal)
+	s.deleteTotals = append(s.deleteTotals, b.deleteTotal)
+}
+
+func (s *burstSamples) burst() Burst {
+	return Burst{
+		Create: summarize(s.create), Delete: summarize(s.deletes), Serving: summarize(s.serving),
+		CreateTotal: median(s.createTotals), DeleteTotal: median(s.deleteTotals),
+	}
+}
+
+// perVolume divides request counts summed over the runs by the volumes.
+func perVolume(runs []map[string]float64, volumes int) Requests {
+	sum := map[string]float64{}
+	for _, r := range runs {
+		for k, v := range r {
+			sum[k] += v
+		}
+	}
+	var out Requests
+	for k, v := range sum {
+		out.PerVolume = append(out.PerVolume, RequestCount{Request: k, PerVolume: v / float64(volumes)})
+		out.Total += v / float64(volumes)
+	}
+	sort.Slice(out.PerVolume, func(i, j int) bool { return out.PerVolume[i].Request < out.PerVolume[j].Request })
+	return out
+}
+
+// parallel runs fn for 0..n-1 at once and returns the first error.
+func parallel(n int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pvnfsCreate creates n RWX PVCs at once and waits until all are Bound.
+func (e *env) pvnfsCreate(ctx context.Context, o *observer, prefix string, n int) (burst, error) {
+	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
+	defer cancel()
+	b := burst{ids: make([]string, n), users: make([]string, n)}
+	start := time.Now()
+	err := parallel(n, func(i int) error {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		t0 := time.Now()
+		pvc, err := e.act.CoreV1().PersistentVolumeClaims(userNS).Create(ctx, rwxClaim(name), metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating PVC %s: %w", name, err)
+		}
+		// csi-provisioner names the volume pvc-<UID>, which pvnfs keeps as its ID.
+		b.ids[i], b.users[i] = "pvc-"+string(pvc.UID), name
+		o.expectAt(b.ids[i], name, t0)
+		return nil
+	})
+	if err != nil {
+		return b, err
+	}
+	if err := o.waitFor(ctx, "Bound", b.ids, func(r record) bool { return !r.bound.IsZero() }); err != nil {
+		return b, err
+	}
+	var last time.Time
+	for _, id := range b.ids {
+		r := o.get(id)
+		b.create = append(b.create, r.bound.Sub(r.created))
+		if !r.serving.IsZero() {
+			b.serving = append(b.serving, r.serving.Sub(r.created))
+		}
+		if r.bound.After(last) {
+			last = r.bound
+		}
+	}
+	b.createTotal = last.Sub(start)
+	return b, nil
+}
+
+// pvnfsDelete deletes the burst's PVCs at once and waits until their PVs and all
+// objects of their volumes are gone.
+func (e *env) pvnfsDelete(ctx context.Context, o *observer, b burst) (burst, error) {
+	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
+	defer cancel()
+	start := time.Now()
+	err := parallel(len(b.ids), func(i int) error {
+		o.deleting(b.ids[i])
+		if err := e.act.CoreV1().PersistentVolumeClaims(userNS).Delete(ctx, b.users[i], metav1.DeleteOptions{}); err != nil {
+			return fmt.Errorf("deleting PVC %s: %w", b.users[i], err)
+		}
+		return nil
+	})
+	if err != nil {
+		return b, err
+	}
+	return b, e.waitGone(ctx, o, &b, start)
+}
+
+// directCreate creates n volumes' objects at once, as the lower bound, and waits
+// until all serve.
+func (e *env) directCreate(ctx context.Context, o *observer, t templates, n int) (burst, error) {
+	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
+	defer cancel()
+	b := burst{ids: make([]string, n)}
+	for i := range b.ids {
+		b.ids[i] = "pvc-" + string(uuid.NewUUID()) // the same form and length as pvnfs's IDs
+	}
+	start := time.Now()
+	err := parallel(n, func(i int) error {
+		o.expectAt(b.ids[i], "", time.Now())
+		return t.createDirect(ctx, e.act, b.ids[i], lowerBoundNS)
+	})
+	if err != nil {
+		return b, err
+	}
+	if err := o.waitFor(ctx, "serving", b.ids, func(r record) bool { return !r.serving.IsZero() }); err != nil {
+		return b, err
+	}
+	var last time.Time
+	for _, id := range b.ids {
+		r := o.get(id)
+		b.create = append(b.create, r.serving.Sub(r.created))
+		if r.serving.After(last) {
+			last = r.serving
+		}
+	}
+	b.createTotal = last.Sub(start)
+	return b, nil
+}
+
+// directDelete deletes the lower bound's objects at once and waits until all are
+// gone.
+func (e *env) directDelete(ctx context.Context, o *observer, b burst) (burst, error) {
+	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
+	defer cancel()
+	start := time.Now()
+	err := parallel(len(b.ids), func(i int) error {
+		o.deleting(b.ids[i])
+		return deleteDirect(ctx, e.act, b.ids[i], lowerBoundNS)
+	})
+	if err != nil {
+		return b, err
+	}
+	return b, e.waitGone(ctx, o, &b, start)
+}
+
+// waitGone waits until every volume of the burst is gone and records the times.
+func (e *env) waitGone(ctx context.Context, o *observer, b *burst, start time.Time) error {
+	if err := o.waitFor(ctx, "gone", b.ids, func(r record) bool { return !r.gone.IsZero() }); err != nil {
+		return err
+	}
+	var last time.Time
+	for _, id := range b.ids {
+		r := o.get(id)
+		b.deletes = append(b.deletes, r.gone.Sub(r.deleting))
+		if r.gone.After(last) {
+			last = r.gone
+		}
+	}
+	b.deleteTotal = last.Sub(start)
+	o.forget(b.ids)
+	return nil
+}
+
+// rwxClaim is a user's ReadWriteMany PVC of the pvnfs StorageClass.
+func rwxClaim(name string) *corev1.PersistentVolumeClaim {
+	class := pvnfsClass
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: userNS},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &class,
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Report is everything docs/benchmarks.md shows.
+type Report struct {
+	// Date is the day of the run (UTC); Command the exact command line; Wall how
+	// long the whole run took.
+	Date    string
+	Command string
+	Wall    time.Duration
+	Machine Machine
+	Versions
+	Limits []RateLimit
+	// ProvisionerFlags and ControllerFlags are the tuning flags the driver ran with.
+	ProvisionerFlags, ControllerFlags string
+	Nodes                             int
+	// MinSamples and FanoutSamples are the -min-samples and -fanout-samples flags.
+	MinSamples, FanoutSamples int
+
+	// Each phase is nil when it did not run.
+	Provisioning []SizeResult
+	Fanout       []FanoutRow
+	Footprint    *FootprintResult
+	Targets      []Target
+}
+
+// RateLimit is one client's client-side rate limit.
+type RateLimit struct {
+	Client, QPS, Burst, Source string
+}
+
+// Target is one goal with its verdict.
+type Target struct {
+	Goal     string
+	Measured string
+	// Verdict is pass, FAIL or "not run".
+	Verdict string
+	// Cause says, for a missed target, why and what would fix it.
+	Cause string
+}
+
+// Verdicts.
+const (
+	verdictPass   = "pass"
+	verdictFail   = "**FAIL**"
+	verdictNotRun = "not run"
+)
+
+func verdict(pass bool) string {
+	if pass {
+		return verdictPass
+	}
+	return verdictFail
+}
+
+// Target goals.
+const (
+	maxCreateRatio        = 1.25
+	ratioAtN              = 200
+	maxRequestsPerVolume  = 10.0
+	maxPublishP95         = 50 * time.Millisecond
+	publishTargets        = 500
+	maxRSS                = 150 << 20
+	footprintTargetVolume = 1000
+	maxReadyToReturn      = 200 * time.Millisecond
+)
+
+// evaluateTargets judges the measurements against the goals of issue 8.
+func evaluateTargets(r *Report) []Target {
+	notRun := func(goal string) Target {
+		return Target{Goal: goal, Measured: "—", Verdict: verdictNotRun, Cause: "—"}
+	}
+	var out []Target
+
+	goal := fmt.Sprintf("provisioning %d PVCs at once: pvnfs ≤ %.2f× the lower bound (time until all are Bound)", ratioAtN, maxCreateRatio)
+	if s := r.size(ratioAtN); s != nil {
+		out = append(out, withCause(Target{Goal: goal,
+			Measured: fmt.Sprintf("%.2f× (%s vs %s; p50 %.2f×)", s.CreateRatio(), secs(s.Pvnfs.CreateTotal), secs(s.Lower.CreateTotal), s.P50Ratio()),
+			Verdict:  verdict(s.CreateRatio() <= maxCreateRatio)}, causeRatio))
+	} else {
+		out = append(out, notRun(goal))
+	}
+
+	goal = fmt.Sprintf("≤ %.0f API requests from the controller per provisioned volume", maxRequestsPerVolume)
+	if len(r.Provisioning) > 0 {
+		worst, at := 0.0, 0
+		for _, s := range r.Provisioning {
+			if s.CreateRequests.Total >= worst {
+				worst, at = s.CreateRequests.Total, s.N
+			}
+		}
+		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%.2f (worst, at N=%d)", worst, at),
+			Verdict: verdict(worst <= maxRequestsPerVolume)}, causeRequests))
+	} else {
+		out = append(out, notRun(goal))
+	}
+
+	goal = fmt.Sprintf("p95 NodePublish ≤ %s at %d targets", ms(maxPublishP95), publishTargets)
+	if f := r.fanout(publishTargets); f != nil {
+		out = append(out, withCause(Target{Goal: goal, Measured: ms(f.Publish.P95), Verdict: verdict(f.Publish.P95 <= maxPublishP95)}, causePublish))
+	} else {
+		out = append(out, notRun(goal))
+	}
+
+	goal = "exactly one NFS-leg mount per node per volume"
+	if len(r.Fanout) > 0 {
+		ok, seen := true, []string{}
+		for _, f := range r.Fanout {
+			ok = ok && f.NFS == 1 && f.Bind == f.Targets && f.Other == 0
+			seen = append(seen, fmt.Sprint(f.NFS))
+		}
+		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%s (at %s targets)", strings.Join(seen, ", "), r.fanoutTargets()),
+			Verdict: verdict(ok)}, causeMounts))
+	} else {
+		out = append(out, notRun(goal))
+	}
+
+	goal = fmt.Sprintf("controller RSS ≤ %s with %d volumes", mib(maxRSS), footprintTargetVolume)
+	if f := r.Footprint; f != nil {
+		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%s with %d volumes (peak %s)", mib(f.Loaded.RSS), f.Volumes, mib(f.Loaded.HWM)),
+			Verdict: verdict(f.Loaded.RSS <= maxRSS && f.Volumes >= footprintTargetVolume)}, causeRSS))
+	} else {
+		out = append(out, notRun(goal))
+	}
+
+	goal = fmt.Sprintf("CreateVolume returns ≤ %s after the server pod is Ready (p95)", ms(maxReadyToReturn))
+	if f := r.Footprint; f != nil && f.ReadyToReturn.Count > 0 {
+		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("p95 %s (p50 %s)", ms(f.ReadyToReturn.P95), ms(f.ReadyToReturn.P50)),
+			Verdict: verdict(f.ReadyToReturn.P95 <= maxReadyToReturn)}, causeReadyToReturn))
+	} else {
+		out = append(out, notRun(goal))
+	}
+	return out
+}
+
+// withCause adds the explanation of a missed target.
+func withCause(t Target, cause string) Target {
+	t.Cause = "—"
+	if t.Verdict == verdictFail {
+		t.Cause = cause
+	}
+	return t
+}
+
+func (r *Report) size(n int) *SizeResult {
+	for i := range r.Provisioning {
+		if r.Provisioning[i].N == n {
+			return &r.Provisioning[i]
+		}
+	}
+	return nil
+}
+
+func (r *Report) fanout(targets int) *FanoutRow {
+	for i := range r.Fanout {
+		if r.Fanout[i].Targets == targets {
+			return &r.Fanout[i]
+		}
+	}
+	return nil
+}
+
+func (r *Report) fanoutTargets() string {
+	var s []string
+	for _, f := range r.Fanout {
+		s = append(s, fmt.Sprint(f.Targets))
+	}
+	return strings.Join(s, ", ")
+}
+
+//go:embed report.md.tmpl
+var reportTemplate string
+
+// render writes the report as Markdown. The layout depends only on which phases
+// ran, never on the figures.
+func render(r *Report) ([]byte, error) {
+	t, err := template.New("report").Funcs(template.FuncMap{
+		"secs": secs, "ms": ms, "mib": mib, "cpu": cpuSecs, "f1": f1, "f2": f2, "signed": signedMs,
+	}).Parse(reportTemplate)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, r); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Formats of the figures: fixed units and precision per kind, so the report's
+// columns always read the same way.
+func secs(d time.Duration) string    { return fmt.Sprintf("%.2f s", d.Seconds()) }
+func cpuSecs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+func ms(d time.Duration) string      { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+func signedMs(d time.Duration) string {
+	return fmt.Sprintf("%+.1f ms", float64(d)/float64(time.Millisecond))
+}
+func mib(b int64) string  { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
+func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
