@@ -80,11 +80,11 @@ func (d *testDriver) image() string {
 }
 
 // startDriver starts a controller in a fresh namespace of the shared cluster.
-func startDriver(t *testing.T) *testDriver { return startDriverWith(t, nil) }
+func startDriver(t testing.TB) *testDriver { return startDriverWith(t, nil) }
 
 // startDriverWith starts a controller that also runs the reconciler, when opts is
 // not nil.
-func startDriverWith(t *testing.T, opts *ReconcileOptions) *testDriver {
+func startDriverWith(t testing.TB, opts *ReconcileOptions) *testDriver {
 	t.Helper()
 	c := shared.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneWait)
@@ -103,7 +103,7 @@ func startDriverWith(t *testing.T, opts *ReconcileOptions) *testDriver {
 
 // start (re)starts the controller process-equivalent: a new Service with empty
 // caches and its own client, as after a crash.
-func (d *testDriver) start(t *testing.T) {
+func (d *testDriver) start(t testing.TB) {
 	t.Helper()
 	cfg := *d.cluster.Config
 	d.requests = InstrumentClient(&cfg, nil)
@@ -147,7 +147,7 @@ func (d *testDriver) start(t *testing.T) {
 }
 
 // restart simulates a controller crash: the old instance stops, a new one starts.
-func (d *testDriver) restart(t *testing.T) {
+func (d *testDriver) restart(t testing.TB) {
 	d.stop()
 	d.start(t)
 }
@@ -168,7 +168,7 @@ func createReq(name string, params map[string]string) *csi.CreateVolumeRequest {
 	}
 }
 
-func callCtx(t *testing.T, d time.Duration) context.Context {
+func callCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/pvnfs/pvnfs/pkg/procgroup"
 )
 
 // Cmd is a program to run. Name is looked up in PATH unless it contains a slash.
@@ -53,33 +55,18 @@ type Process interface {
 
 // Exec runs programs on the host (in the server container).
 type Exec struct {
-	// KillGrace is how long Run waits for a killed command's output to drain; zero
-	// means 2 s.
+	// KillGrace is how long Run waits for a killed command to be reaped; zero means
+	// procgroup.DefaultKillGrace.
 	KillGrace time.Duration
 }
 
 var _ Runner = Exec{}
 
-// Run implements Runner.
+// Run implements Runner, with procgroup: the command runs in its own process group,
+// killed whole when ctx ends (a hung exportfs may have children that would keep the
+// output pipe, and so this call, open forever).
 func (e Exec) Run(ctx context.Context, c Cmd) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
-	cmd.Env = append(os.Environ(), c.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Kill the whole group: a hung mount or exportfs may have children that would
-	// otherwise keep the output pipe, and so this call, open forever.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = e.KillGrace
-	if cmd.WaitDelay == 0 {
-		cmd.WaitDelay = 2 * time.Second
-	}
-	out, err := cmd.CombinedOutput()
-	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
-		return out, fmt.Errorf("%s: killed after its deadline: %w", c, ctxErr)
-	}
-	if err != nil {
-		return out, fmt.Errorf("%s: %w", c, err)
-	}
-	return out, nil
+	return procgroup.Run(ctx, procgroup.Options{KillGrace: e.KillGrace, Env: c.Env}, c.Name, c.Args...)
 }
 
 // Start implements Runner. The helper's stdout and stderr are logged line by line
