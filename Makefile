@@ -17,7 +17,21 @@ TEST_TIMEOUT ?= 60m
 
 .PHONY: help
 help: ## List the targets.
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# Flags for the demo program, e.g. DEMO_ARGS="--replicas=9" or "--keep-running=false".
+DEMO_ARGS ?=
+
+.PHONY: demo
+demo: ## Run the demo (root): a local control plane, the driver and WordPress on 3 simulated nodes sharing one RWX volume; Ctrl-C or `make demo-down` removes everything.
+	bash $(TOOLS) apt kube kwok provisioner
+	$(GO) build -o $(BIN)/pvnfs-demo ./test/demo/cmd/pvnfs-demo
+	$(BIN)/pvnfs-demo $(DEMO_ARGS)
+
+.PHONY: demo-down
+demo-down: ## Stop a demo running in another shell, or clean up after one that was killed (processes, mounts, etcd data, demo-state/).
+	$(GO) build -o $(BIN)/pvnfs-demo ./test/demo/cmd/pvnfs-demo
+	$(BIN)/pvnfs-demo --down
 
 .PHONY: build
 build: ## Build pvnfs-csi and pvnfs-server into bin/.
@@ -65,6 +79,10 @@ IMAGE_REPO ?= pvnfs
 images: ## Build the pvnfs-csi and pvnfs-server images (needs a container engine).
 	docker build --target pvnfs-csi --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/pvnfs-csi:$(VERSION) .
 	docker build --target pvnfs-server --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/pvnfs-server:$(VERSION) .
+
+.PHONY: e2e-kind
+e2e-kind: ## Run the real-cluster suite on a kind cluster (needs docker, kind, kubectl, helm and the kernel's NFS modules; test/e2e/README.md).
+	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/...
 
 .PHONY: clean
 clean: ## Remove build output.

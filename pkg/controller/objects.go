@@ -112,6 +112,12 @@ const (
 	// until the server serves.
 	startupPeriodSeconds = 2
 	startupFailures      = 60
+	// probeSuccessThreshold is the API server's default, and the only value startup
+	// and liveness probes accept. It is set anyway: the reconciler's drift check
+	// (equality.Semantic.DeepDerivative) skips unset strings, pointers and slices
+	// but compares integers even when zero, so a 0 here made every Deployment look
+	// edited and be "corrected" (a GET, a PUT and an event) on every change.
+	probeSuccessThreshold = 1
 )
 
 // buildDeployment returns the server Deployment: one pod running pvnfs-server over the
@@ -137,18 +143,21 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 			ProbeHandler:     httpGet("/readyz"),
 			PeriodSeconds:    readinessPeriodSeconds,
 			TimeoutSeconds:   probeTimeoutSeconds,
+			SuccessThreshold: probeSuccessThreshold,
 			FailureThreshold: 2,
 		},
 		StartupProbe: &corev1.Probe{
 			ProbeHandler:     httpGet("/healthz"),
 			PeriodSeconds:    startupPeriodSeconds,
 			TimeoutSeconds:   probeTimeoutSeconds,
+			SuccessThreshold: probeSuccessThreshold,
 			FailureThreshold: startupFailures,
 		},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:     httpGet("/healthz"),
 			PeriodSeconds:    livenessPeriodSeconds,
 			TimeoutSeconds:   probeTimeoutSeconds,
+			SuccessThreshold: probeSuccessThreshold,
 			FailureThreshold: livenessFailures,
 		},
 		Resources:       *v.params.Resources.DeepCopy(),

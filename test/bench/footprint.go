@@ -32,11 +32,12 @@ type FootprintResult struct {
 	Calls   Summary
 	Retried int
 	// ReadyToReturn is, per volume provisioned by one call, the time from the
-	// benchmark's watch seeing the server pod Ready to CreateVolume returning;
-	// ServingToReturn from seeing the volume serve (the Service's endpoint ready
-	// too) to the return. Negative means the call returned first.
-	ReadyToReturn, ServingToReturn SignedSummary
-	Requests                       Requests
+	// benchmark's watch seeing the server pod Ready to CreateVolume returning. It is
+	// ReadyToEndpoint, from the pod Ready to the Service's endpoint ready (the
+	// EndpointSlice controller's work), plus EndpointToReturn, from then to the
+	// return (pvnfs's). Negative means the later event was seen first.
+	ReadyToReturn, ReadyToEndpoint, EndpointToReturn SignedSummary
+	Requests                                         Requests
 }
 
 // SignedSummary is a Summary of samples that may be negative.
@@ -140,7 +141,7 @@ func (e *env) runFootprint(ctx context.Context) (FootprintResult, error) {
 	}
 	res.Requests = perVolume([]map[string]float64{requestDelta(after.apiRequests(), before.apiRequests())}, res.Volumes)
 
-	var calls, readyLat, servingLat []time.Duration
+	var calls, readyLat, endpointLat, servingLat []time.Duration
 	for _, out := range outcomes {
 		calls = append(calls, out.call)
 		if out.attempts > 1 {
@@ -154,9 +155,12 @@ func (e *env) runFootprint(ctx context.Context) (FootprintResult, error) {
 		if !r.serving.IsZero() {
 			servingLat = append(servingLat, out.returned.Sub(r.serving))
 		}
+		if !r.serving.IsZero() && !r.podReady.IsZero() {
+			endpointLat = append(endpointLat, r.serving.Sub(r.podReady))
+		}
 	}
 	res.Calls = summarize(calls)
-	res.ReadyToReturn, res.ServingToReturn = summarizeSigned(readyLat), summarizeSigned(servingLat)
+	res.ReadyToReturn, res.ReadyToEndpoint, res.EndpointToReturn = summarizeSigned(readyLat), summarizeSigned(endpointLat), summarizeSigned(servingLat)
 
 	e.logf("footprint: %d volumes in %s; leaving the controller alone for %s", res.Volumes, res.Total.Round(time.Second), footprintQuiet)
 	sleep(ctx, footprintQuiet)

@@ -46,6 +46,18 @@ type Requests struct {
 	Total     float64
 }
 
+// Shown are the requests of at least 0.005 per volume, which the report lists; the
+// rest (the informers' periodic watch restarts) only count in the total.
+func (r Requests) Shown() []RequestCount {
+	var out []RequestCount
+	for _, c := range r.PerVolume {
+		if c.PerVolume >= 0.005 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // RequestCount is one verb and resource.
 type RequestCount struct {
 	Request   string

@@ -21,7 +21,9 @@ type Report struct {
 	Limits []RateLimit
 	// ProvisionerFlags and ControllerFlags are the tuning flags the driver ran with.
 	ProvisionerFlags, ControllerFlags string
-	Nodes                             int
+	// Chart are the chart's settings the driver ran with.
+	Chart chartSettings
+	Nodes int
 	// MinSamples and FanoutSamples are the -min-samples and -fanout-samples flags.
 	MinSamples, FanoutSamples int
 
@@ -84,28 +86,28 @@ func evaluateTargets(r *Report) []Target {
 	if s := r.size(ratioAtN); s != nil {
 		out = append(out, withCause(Target{Goal: goal,
 			Measured: fmt.Sprintf("%.2f× (%s vs %s; p50 %.2f×)", s.CreateRatio(), secs(s.Pvnfs.CreateTotal), secs(s.Lower.CreateTotal), s.P50Ratio()),
-			Verdict:  verdict(s.CreateRatio() <= maxCreateRatio)}, causeRatio))
+			Verdict:  verdict(s.CreateRatio() <= maxCreateRatio)}, causeRatio(r, s)))
 	} else {
 		out = append(out, notRun(goal))
 	}
 
 	goal = fmt.Sprintf("≤ %.0f API requests from the controller per provisioned volume", maxRequestsPerVolume)
 	if len(r.Provisioning) > 0 {
-		worst, at := 0.0, 0
-		for _, s := range r.Provisioning {
-			if s.CreateRequests.Total >= worst {
-				worst, at = s.CreateRequests.Total, s.N
+		worst := &r.Provisioning[0]
+		for i, s := range r.Provisioning {
+			if s.CreateRequests.Total >= worst.CreateRequests.Total {
+				worst = &r.Provisioning[i]
 			}
 		}
-		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%.2f (worst, at N=%d)", worst, at),
-			Verdict: verdict(worst <= maxRequestsPerVolume)}, causeRequests))
+		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%.2f (worst, at N=%d)", worst.CreateRequests.Total, worst.N),
+			Verdict: verdict(worst.CreateRequests.Total <= maxRequestsPerVolume)}, causeRequests(worst)))
 	} else {
 		out = append(out, notRun(goal))
 	}
 
 	goal = fmt.Sprintf("p95 NodePublish ≤ %s at %d targets", ms(maxPublishP95), publishTargets)
 	if f := r.fanout(publishTargets); f != nil {
-		out = append(out, withCause(Target{Goal: goal, Measured: ms(f.Publish.P95), Verdict: verdict(f.Publish.P95 <= maxPublishP95)}, causePublish))
+		out = append(out, withCause(Target{Goal: goal, Measured: ms(f.Publish.P95), Verdict: verdict(f.Publish.P95 <= maxPublishP95)}, causePublish(f)))
 	} else {
 		out = append(out, notRun(goal))
 	}
@@ -118,23 +120,26 @@ func evaluateTargets(r *Report) []Target {
 			seen = append(seen, fmt.Sprint(f.NFS))
 		}
 		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%s (at %s targets)", strings.Join(seen, ", "), r.fanoutTargets()),
-			Verdict: verdict(ok)}, causeMounts))
+			Verdict: verdict(ok)}, causeMounts(r)))
 	} else {
 		out = append(out, notRun(goal))
 	}
 
 	goal = fmt.Sprintf("controller RSS ≤ %s with %d volumes", mib(maxRSS), footprintTargetVolume)
-	if f := r.Footprint; f != nil {
+	switch f := r.Footprint; {
+	case f != nil && f.Volumes >= footprintTargetVolume:
 		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%s with %d volumes (peak %s)", mib(f.Loaded.RSS), f.Volumes, mib(f.Loaded.HWM)),
-			Verdict: verdict(f.Loaded.RSS <= maxRSS && f.Volumes >= footprintTargetVolume)}, causeRSS))
-	} else {
+			Verdict: verdict(f.Loaded.RSS <= maxRSS)}, causeRSS(f)))
+	case f != nil:
+		out = append(out, Target{Goal: goal, Measured: fmt.Sprintf("%s with only %d volumes (-footprint-volumes)", mib(f.Loaded.RSS), f.Volumes), Verdict: verdictNotRun, Cause: "—"})
+	default:
 		out = append(out, notRun(goal))
 	}
 
 	goal = fmt.Sprintf("CreateVolume returns ≤ %s after the server pod is Ready (p95)", ms(maxReadyToReturn))
 	if f := r.Footprint; f != nil && f.ReadyToReturn.Count > 0 {
 		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("p95 %s (p50 %s)", ms(f.ReadyToReturn.P95), ms(f.ReadyToReturn.P50)),
-			Verdict: verdict(f.ReadyToReturn.P95 <= maxReadyToReturn)}, causeReadyToReturn))
+			Verdict: verdict(f.ReadyToReturn.P95 <= maxReadyToReturn)}, causeReadyToReturn(f, r.Machine.CPUs)))
 	} else {
 		out = append(out, notRun(goal))
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/pvnfs/pvnfs/test/localcluster"
 	"github.com/pvnfs/pvnfs/test/simnode"
@@ -40,6 +43,9 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 		return err
 	}
 	defer func() { e.cleanUp(o.keepLogs || err != nil) }()
+	if err := logClientTo(filepath.Join(e.work, "bench-client.log")); err != nil {
+		return err
+	}
 
 	rep := &Report{
 		Date:             started.UTC().Format("2006-01-02"),
@@ -50,6 +56,7 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 		FanoutSamples:    o.fanoutSamples,
 		ProvisionerFlags: strings.Join(e.chart.provisionerArgs(), " "),
 		ControllerFlags:  strings.Join(e.chart.controllerArgs(), " "),
+		Chart:            e.chart,
 	}
 	rep.Limits = e.rateLimits()
 
@@ -112,6 +119,24 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 	for _, t := range rep.Targets {
 		e.logf("target %q: %s (%s)", t.Goal, strings.Trim(t.Verdict, "*"), t.Measured)
 	}
+	return nil
+}
+
+// logClientTo sends the log of the benchmark's own Kubernetes client (client-go
+// logs its client-side throttling through klog) to a file instead of the terminal.
+func logClientTo(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for k, v := range map[string]string{"logtostderr": "false", "alsologtostderr": "false", "stderrthreshold": "FATAL"} {
+		if err := fs.Set(k, v); err != nil {
+			return err
+		}
+	}
+	klog.SetOutput(f)
 	return nil
 }
 

@@ -93,13 +93,17 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 	p.Detail("etcd, Kubernetes %s, kwok and csi-provisioner in %s", s.Tools.KubeVersion, filepath.Dir(filepath.Dir(s.Tools.Kwok)))
 
 	p.Step("Building pvnfs-csi from this checkout")
-	binary, err := simnode.Build(ctx, filepath.Join(dir, "bin"))
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	binary, err := simnode.Build(bctx, filepath.Join(dir, "bin"))
 	if err != nil {
 		return s, err
 	}
 
 	p.Step("Starting the control plane: etcd, kube-apiserver, kube-controller-manager and kube-scheduler (real), kwok (simulated nodes)")
-	s.Cluster, err = localcluster.Start(ctx, localcluster.Options{Dir: filepath.Join(dir, "cluster"), Nodes: o.Nodes, Logf: p.Detail})
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	s.Cluster, err = localcluster.Start(cctx, localcluster.Options{Dir: filepath.Join(dir, "cluster"), Nodes: o.Nodes, Logf: p.Detail})
 	if err != nil {
 		return s, err
 	}
@@ -108,7 +112,7 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 	if s.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return s, err
 	}
-	if err := s.Cluster.AddBackendClass(ctx, localcluster.BackendClass{Name: BackendClass, AllowExpansion: true}); err != nil {
+	if err := s.Cluster.AddBackendClass(cctx, localcluster.BackendClass{Name: BackendClass, AllowExpansion: true}); err != nil {
 		return s, err
 	}
 	if err := s.Cluster.StartBackendProvisioner(); err != nil {
@@ -118,13 +122,15 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 		strings.Join(o.Nodes, ", "), BackendClass)
 
 	p.Step("Starting the driver: pvnfs-csi --mode=controller and the csi-provisioner sidecar, as processes")
-	s.Controller, err = harness.StartController(ctx, s.Cluster, harness.ControllerOptions{
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	s.Controller, err = harness.StartController(dctx, s.Cluster, harness.ControllerOptions{
 		Binary: binary, Dir: filepath.Join(dir, "controller"), Namespace: DriverNamespace,
 	})
 	if err != nil {
 		return s, err
 	}
-	s.Provisioner, err = harness.StartProvisioner(ctx, s.Cluster, harness.ProvisionerOptions{
+	s.Provisioner, err = harness.StartProvisioner(dctx, s.Cluster, harness.ProvisionerOptions{
 		Binary: s.Tools.Provisioner, Dir: filepath.Join(dir, "controller"), Socket: s.Controller.Socket,
 	})
 	if err != nil {
@@ -133,7 +139,7 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 
 	p.Step("Starting a node plugin per node: pvnfs-csi --mode=node, each in a mount namespace of its own")
 	for _, name := range o.Nodes {
-		n, err := simnode.Start(ctx, simnode.Options{
+		n, err := simnode.Start(dctx, simnode.Options{
 			Binary: binary, Name: name, StandInDir: s.StandInDir, Dir: filepath.Join(dir, "nodes", name),
 		})
 		if err != nil {
@@ -148,13 +154,13 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 	for _, n := range s.Nodes {
 		nodes = append(nodes, kubeletsim.SimNode(n))
 	}
-	s.Kubelet, err = kubeletsim.Start(ctx, kubeletsim.Options{Client: s.Client, Nodes: nodes, OnAction: s.reportAction})
+	s.Kubelet, err = kubeletsim.Start(dctx, kubeletsim.Options{Client: s.Client, Nodes: nodes, OnAction: s.reportAction})
 	if err != nil {
 		return s, err
 	}
 
 	p.Step("Installing pvnfs's CSIDriver, PriorityClass and StorageClass %q (deploy/kubernetes), backendStorageClass=%s", StorageClassName, BackendClass)
-	if err := s.installDriverObjects(ctx); err != nil {
+	if err := s.installDriverObjects(dctx); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -132,7 +132,9 @@ func Stop(dir string, out io.Writer, stopGrace time.Duration) error {
 	}
 	defer f.Close()
 	locked := func() bool { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil }
-	if !locked() {
+	if locked() {
+		fmt.Fprintf(out, "No demo is running; removing what one left in %s.\n", dir)
+	} else {
 		pid, start, err := readPID(filepath.Join(dir, pidName))
 		if err != nil {
 			return fmt.Errorf("a demo holds %s but its pid file is unreadable: %w", dir, err)
@@ -151,7 +153,7 @@ func Stop(dir string, out io.Writer, stopGrace time.Duration) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Demo stopped; %s removed.\n", dir)
+	fmt.Fprintf(out, "Done: nothing of the demo is running, and %s is removed.\n", dir)
 	return nil
 }
 

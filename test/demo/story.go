@@ -29,7 +29,9 @@ func Conclusion(p *Progress, s *Stack, res *Result, keepRunning bool) {
 	p.Text("Done in %.1fs. The plugin installed through %s is in all %d other replicas: they share one volume.\n",
 		p.Elapsed().Seconds(), res.Writer.Pod, others)
 	p.Text("With a ReadWriteOnce volume per replica, those %d would not have it, and WordPress would\n"+
-		"serve the plugin on one request in %d.\n\n", others, len(res.Replicas))
+		"serve the plugin on one request in %d.\n", others, len(res.Replicas))
+	p.Text("Nodes and pods were simulated and the NFS leg stood in by bind mounts; on a real cluster,\n" +
+		"see docs/install.md (and test/e2e for the same story on kind). docs/demo.md explains this run.\n\n")
 	if !keepRunning {
 		return
 	}

@@ -18,7 +18,14 @@
 // retried with backoff (and reported as FailedMount events on the pods), and a
 // periodic resync repairs anything a missed event left behind. Pods coming and going
 // concurrently, and claims or volumes that bind after their pods are scheduled, are
-// all handled by the same comparison.
+// all handled by the same comparison. As kubelet does, it reads a pod's claim and PV
+// from the API server when it first resolves them (watches only say when to look),
+// and a pod keeps a volume it got even if its claim or PV goes later.
+//
+// Files: kubelet.go (options, start, stop), watch.go (which work an event makes),
+// reconcile.go (resolving pods' volumes and the CSI calls), volume.go (claim to PV
+// to CSI request), state.go (what is mounted; waiting for it), node.go (the node
+// interface and its simnode implementation).
 //
 // What it does not do: containers (kwok marks pods Running), attach/detach
 // (pvnfs's CSIDriver has attachRequired: false), secrets (a PV that names node stage

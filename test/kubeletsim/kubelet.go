@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -89,21 +88,21 @@ type Kubelet struct {
 
 	factory  informers.SharedInformerFactory
 	pods     toolscache.Indexer
-	pvcs     corelisters.PersistentVolumeClaimLister
-	pvs      corelisters.PersistentVolumeLister
 	queue    workqueue.TypedRateLimitingInterface[volumeKey]
 	events   record.EventBroadcaster
 	recorder map[string]record.EventRecorder
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
 
 	mu sync.Mutex
 	// state is what is mounted: by (node, volume handle).
 	state map[volumeKey]*volumeState
-	// resolved are the pods' volumes once resolved: a pod keeps a volume it got even
-	// when its claim or PV changes later, as with kubelet.
+	// resolved are the pods' claim volumes once resolved, by pod and volume name: a
+	// pod keeps a volume it got even when its claim or PV changes later, as with
+	// kubelet.
 	resolved map[types.UID]map[string]podVolume
 	// changed is closed and replaced whenever state changes (WaitFor).
 	changed chan struct{}
@@ -112,8 +111,11 @@ type Kubelet struct {
 // volumeKey is the unit of work: one volume on one node. The work queue never hands
 // the same key to two workers at once, so the calls for a volume on a node are
 // serialized (stage before publish, unpublish before unstage) while other volumes
-// and nodes proceed in parallel.
+// and nodes proceed in parallel. A key without a handle (resolveKey) resolves the
+// claims of the node's pods that are not resolved yet.
 type volumeKey struct{ node, handle string }
+
+func resolveKey(node string) volumeKey { return volumeKey{node: node} }
 
 type volumeState struct {
 	// staged is the volume as staged; nil when not staged.
@@ -129,12 +131,6 @@ type publication struct {
 	readOnly bool
 	target   string
 }
-
-// Index names of the pod informer.
-const (
-	byNode  = "node"
-	byClaim = "claim"
-)
 
 // Start starts watching pods, claims and volumes and returns once the caches are
 // filled and every node's plugin has told its capabilities (ctx bounds that).
@@ -215,9 +211,10 @@ func (k *Kubelet) startInformers(ctx context.Context) error {
 		return err
 	}
 	k.pods = podInformer.GetIndexer()
+	// Claims and volumes are watched only to notice when a pod's claim binds; the
+	// kubelet reads them from the API server when it resolves a pod's volumes.
 	pvcInformer := k.factory.Core().V1().PersistentVolumeClaims()
 	pvInformer := k.factory.Core().V1().PersistentVolumes()
-	k.pvcs, k.pvs = pvcInformer.Lister(), pvInformer.Lister()
 
 	_, _ = podInformer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { k.podChanged(o) },
@@ -250,394 +247,20 @@ func (k *Kubelet) startInformers(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the workers and the watches. Mounts stay as they are.
+// Stop stops the workers and the watches; calls in flight are cancelled. Mounts
+// stay as they are, as when a kubelet stops. Stop may be called more than once.
 func (k *Kubelet) Stop() {
-	k.cancel()
-	if k.queue != nil {
-		k.queue.ShutDown()
-	}
-	k.wg.Wait()
-	if k.factory != nil {
-		k.factory.Shutdown()
-	}
-	if k.events != nil {
-		k.events.Shutdown()
-	}
-}
-
-func indexByNode(o any) ([]string, error) {
-	pod, ok := o.(*corev1.Pod)
-	if !ok || pod.Spec.NodeName == "" {
-		return nil, nil
-	}
-	return []string{pod.Spec.NodeName}, nil
-}
-
-func indexByClaim(o any) ([]string, error) {
-	pod, ok := o.(*corev1.Pod)
-	if !ok {
-		return nil, nil
-	}
-	var out []string
-	for i := range pod.Spec.Volumes {
-		if name, _, _ := claimName(pod, &pod.Spec.Volumes[i]); name != "" {
-			out = append(out, pod.Namespace+"/"+name)
+	k.stopOnce.Do(func() {
+		k.cancel()
+		if k.queue != nil {
+			k.queue.ShutDown()
 		}
-	}
-	return out, nil
-}
-
-func unwrap(o any) any {
-	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-		return t.Obj
-	}
-	return o
-}
-
-// alive reports whether a pod on a managed node should have its volumes: scheduled
-// here, not being deleted, not finished.
-func (k *Kubelet) alive(pod *corev1.Pod) bool {
-	_, ours := k.nodes[pod.Spec.NodeName]
-	return ours && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
-}
-
-func (k *Kubelet) podChanged(o any) {
-	pod, ok := unwrap(o).(*corev1.Pod)
-	if !ok {
-		return
-	}
-	if _, ours := k.nodes[pod.Spec.NodeName]; !ours {
-		return
-	}
-	for _, key := range k.keysOf(pod) {
-		k.queue.Add(key)
-	}
-}
-
-func (k *Kubelet) podDeleted(o any) {
-	pod, ok := unwrap(o).(*corev1.Pod)
-	if !ok {
-		return
-	}
-	keys := k.keysOf(pod)
-	k.mu.Lock()
-	delete(k.resolved, pod.UID)
-	k.mu.Unlock()
-	for _, key := range keys {
-		k.queue.Add(key)
-	}
-}
-
-func (k *Kubelet) claimChanged(claim string) {
-	objs, _ := k.pods.ByIndex(byClaim, claim)
-	for _, o := range objs {
-		k.podChanged(o)
-	}
-}
-
-// keysOf returns the (node, volume) pairs a pod is or may be involved in: the
-// volumes it resolves to now and those it has published.
-//
-// The resolved volumes count even for a pod that is going: a publish for it may be
-// in flight, and its key must be queued again to undo it.
-func (k *Kubelet) keysOf(pod *corev1.Pod) []volumeKey {
-	if k.alive(pod) {
-		_, _ = k.volumesOf(pod) // resolves and remembers
-	}
-	var keys []volumeKey
-	add := func(key volumeKey) {
-		if !slices.Contains(keys, key) {
-			keys = append(keys, key)
+		k.wg.Wait()
+		if k.factory != nil {
+			k.factory.Shutdown()
 		}
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ours := k.nodes[pod.Spec.NodeName]; ours {
-		for _, v := range k.resolved[pod.UID] {
-			add(volumeKey{pod.Spec.NodeName, v.volume.Handle})
+		if k.events != nil {
+			k.events.Shutdown()
 		}
-	}
-	for key, s := range k.state {
-		if _, ok := s.published[pod.UID]; ok {
-			add(key)
-		}
-	}
-	return keys
-}
-
-// volumesOf returns the driver's volumes a pod uses, resolving those not resolved
-// yet. Volumes that cannot be resolved yet are left out, with the reason when it is
-// an error rather than a wait.
-func (k *Kubelet) volumesOf(pod *corev1.Pod) ([]podVolume, []error) {
-	var out []podVolume
-	var errs []error
-	for i := range pod.Spec.Volumes {
-		v := &pod.Spec.Volumes[i]
-		if name, _, _ := claimName(pod, v); name == "" {
-			continue
-		}
-		k.mu.Lock()
-		pv, ok := k.resolved[pod.UID][v.Name]
-		k.mu.Unlock()
-		if !ok {
-			var err error
-			pv, err = k.resolve(pod, v)
-			switch {
-			case errors.Is(err, errNotOurs), errors.Is(err, errWaiting):
-				continue
-			case err != nil:
-				errs = append(errs, fmt.Errorf("volume %q: %w", v.Name, err))
-				continue
-			}
-			k.mu.Lock()
-			if k.resolved[pod.UID] == nil {
-				k.resolved[pod.UID] = map[string]podVolume{}
-			}
-			k.resolved[pod.UID][v.Name] = pv
-			k.mu.Unlock()
-		}
-		out = append(out, pv)
-	}
-	return out, errs
-}
-
-// want is a pod that wants a volume on the node.
-type want struct {
-	pod *corev1.Pod
-	vol podVolume
-}
-
-// desired lists the live pods on the key's node that use its volume.
-func (k *Kubelet) desired(key volumeKey) map[types.UID]want {
-	out := map[types.UID]want{}
-	objs, _ := k.pods.ByIndex(byNode, key.node)
-	for _, o := range objs {
-		pod := o.(*corev1.Pod)
-		if !k.alive(pod) {
-			continue
-		}
-		vols, errs := k.volumesOf(pod)
-		for _, err := range errs {
-			k.recorder[key.node].Event(pod, corev1.EventTypeWarning, "FailedMount", err.Error())
-		}
-		for _, v := range vols {
-			if v.volume.Handle == key.handle {
-				out[pod.UID] = want{pod: pod, vol: v}
-			}
-		}
-	}
-	return out
-}
-
-func (k *Kubelet) work() {
-	for {
-		key, shutdown := k.queue.Get()
-		if shutdown {
-			return
-		}
-		err := k.sync(key)
-		switch {
-		case err == nil:
-			k.queue.Forget(key)
-			k.clearFailure(key)
-		case k.ctx.Err() == nil:
-			k.queue.AddRateLimited(key)
-		}
-		k.queue.Done(key)
-	}
-}
-
-// sync makes what is mounted for one volume on one node match what its pods want:
-// unpublish pods that are gone, stage if needed, publish new pods, and unstage when
-// no pod is left.
-func (k *Kubelet) sync(key volumeKey) error {
-	node := k.nodes[key.node]
-	wants := k.desired(key)
-	staged, published := k.current(key)
-	var errs []error
-
-	for _, uid := range sortedKeys(published) {
-		if _, ok := wants[uid]; ok {
-			continue
-		}
-		p := published[uid]
-		err := k.call(Action{Op: OpUnpublish, Node: key.node, Handle: key.handle, PV: p.volume.PVName, Pod: p.pod, PodUID: uid, Path: p.target},
-			func(ctx context.Context) (string, error) { return p.target, node.Unpublish(ctx, p.volume, string(uid)) })
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		k.update(key, func(s *volumeState) { delete(s.published, uid) })
-	}
-
-	uids := sortedKeys(wants)
-	if len(uids) > 0 && staged == nil {
-		v := wants[uids[0]].vol.volume
-		err := k.call(Action{Op: OpStage, Node: key.node, Handle: key.handle, PV: v.PVName},
-			func(ctx context.Context) (string, error) { return node.Stage(ctx, v) })
-		if err != nil {
-			for _, uid := range uids {
-				w := wants[uid]
-				k.recorder[key.node].Eventf(w.pod, corev1.EventTypeWarning, "FailedMount",
-					"MountVolume.MountDevice failed for volume %q (%s): %v", w.vol.name, v.PVName, err)
-			}
-			return errors.Join(append(errs, err)...)
-		}
-		k.update(key, func(s *volumeState) { s.staged = &v })
-	}
-	for _, uid := range uids {
-		if _, ok := published[uid]; ok {
-			continue
-		}
-		w := wants[uid]
-		pod := w.pod.Namespace + "/" + w.pod.Name
-		var target string
-		err := k.call(Action{Op: OpPublish, Node: key.node, Handle: key.handle, PV: w.vol.volume.PVName, Pod: pod, PodUID: uid, ReadOnly: w.vol.readOnly},
-			func(ctx context.Context) (string, error) {
-				var err error
-				target, err = node.Publish(ctx, w.vol.volume, string(uid), w.vol.readOnly)
-				return target, err
-			})
-		if err != nil {
-			k.recorder[key.node].Eventf(w.pod, corev1.EventTypeWarning, "FailedMount",
-				"MountVolume.SetUp failed for volume %q (%s): %v", w.vol.name, w.vol.volume.PVName, err)
-			errs = append(errs, err)
-			continue
-		}
-		k.update(key, func(s *volumeState) {
-			s.published[uid] = publication{pod: pod, volume: w.vol.volume, readOnly: w.vol.readOnly, target: target}
-		})
-	}
-
-	if len(uids) == 0 {
-		staged, published = k.current(key)
-		if staged != nil && len(published) == 0 {
-			v := *staged
-			err := k.call(Action{Op: OpUnstage, Node: key.node, Handle: key.handle, PV: v.PVName},
-				func(ctx context.Context) (string, error) { return "", node.Unstage(ctx, v) })
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				k.update(key, func(s *volumeState) { s.staged = nil })
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// call runs one CSI call with its deadline and reports it.
-func (k *Kubelet) call(a Action, f func(context.Context) (string, error)) error {
-	ctx, cancel := context.WithTimeout(k.ctx, k.callTimeout)
-	defer cancel()
-	start := time.Now()
-	path, err := f(ctx)
-	a.Took = time.Since(start)
-	if a.Path == "" {
-		a.Path = path
-	}
-	if err != nil {
-		a.Err = fmt.Errorf("%s on node %s for %s: %w", a.Op, a.Node, a.PV, err)
-		failure := a
-		k.update(volumeKey{a.Node, a.Handle}, func(s *volumeState) { s.failure = &failure })
-	}
-	if k.onAction != nil {
-		k.onAction(a)
-	}
-	return a.Err
-}
-
-// current copies the key's state.
-func (k *Kubelet) current(key volumeKey) (*simnode.Volume, map[types.UID]publication) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := k.state[key]
-	if s == nil {
-		return nil, map[types.UID]publication{}
-	}
-	var staged *simnode.Volume
-	if s.staged != nil {
-		v := *s.staged
-		staged = &v
-	}
-	pub := make(map[types.UID]publication, len(s.published))
-	for uid, p := range s.published {
-		pub[uid] = p
-	}
-	return staged, pub
-}
-
-// update changes the key's state under the lock, drops it when nothing is left, and
-// wakes WaitFor.
-func (k *Kubelet) update(key volumeKey, f func(*volumeState)) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := k.state[key]
-	if s == nil {
-		s = &volumeState{published: map[types.UID]publication{}}
-		k.state[key] = s
-	}
-	f(s)
-	if s.staged == nil && len(s.published) == 0 && s.failure == nil {
-		delete(k.state, key)
-	}
-	close(k.changed)
-	k.changed = make(chan struct{})
-}
-
-// clearFailure forgets the key's last failure after a complete sync.
-func (k *Kubelet) clearFailure(key volumeKey) {
-	k.mu.Lock()
-	s := k.state[key]
-	failed := s != nil && s.failure != nil
-	k.mu.Unlock()
-	if failed {
-		k.update(key, func(s *volumeState) { s.failure = nil })
-	}
-}
-
-// resyncLoop re-queues every volume on every node periodically, and forgets the
-// resolved volumes of pods that no longer exist.
-func (k *Kubelet) resyncLoop() {
-	t := time.NewTicker(k.resync)
-	defer t.Stop()
-	for {
-		select {
-		case <-k.ctx.Done():
-			return
-		case <-t.C:
-		}
-		live := map[types.UID]bool{}
-		var keys []volumeKey
-		for name := range k.nodes {
-			objs, _ := k.pods.ByIndex(byNode, name)
-			for _, o := range objs {
-				pod := o.(*corev1.Pod)
-				live[pod.UID] = true
-				keys = append(keys, k.keysOf(pod)...)
-			}
-		}
-		k.mu.Lock()
-		for key := range k.state {
-			keys = append(keys, key)
-		}
-		for uid := range k.resolved {
-			if !live[uid] {
-				delete(k.resolved, uid)
-			}
-		}
-		k.mu.Unlock()
-		for _, key := range keys {
-			k.queue.Add(key)
-		}
-	}
-}
-
-func sortedKeys[V any](m map[types.UID]V) []types.UID {
-	out := make([]types.UID, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	})
 }

@@ -346,7 +346,9 @@ func TestRetriesFailedCallsAndReportsThemAsKubelet(t *testing.T) {
 	if c := n.count("stage", "handle-html"); c != 3 {
 		t.Errorf("NodeStageVolume called %d times, want 3 (two injected failures, then success)", c)
 	}
-	if s := f.k.Snapshot(); len(s.Failures) != 0 {
+	// A failure is forgotten once its volume is synced completely, just after the
+	// last call.
+	if s, err := f.k.WaitFor(ctxFor(t), func(s Snapshot) bool { return len(s.Failures) == 0 }); err != nil {
 		t.Errorf("failures left after success: %s", s.FailureSummary())
 	}
 	if err := pollEvents(t, f, func(e corev1.Event) bool {

@@ -1,6 +1,7 @@
 package kubeletsim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,21 +17,28 @@ import (
 // pvcProtectionFinalizer keeps a claim while pods use it.
 const pvcProtectionFinalizer = "kubernetes.io/pvc-protection"
 
-// podVolume is one of the driver's volumes as a pod uses it.
+// podVolume is a pod's claim volume once resolved: one of the driver's volumes, or
+// a volume this kubelet leaves alone (ignore: another driver's, or one it cannot
+// mount).
 type podVolume struct {
 	// name is the pod's volume name (spec.volumes[].name), for messages.
 	name string
 	// volume is what the CSI calls need: handle, PV name, context, capability.
 	volume   simnode.Volume
 	readOnly bool
+	ignore   bool
 }
 
 // errNotOurs marks a claim bound to another driver's volume: not an error, nothing to do.
 var errNotOurs = errors.New("not a volume of the driver")
 
-// errWaiting marks a volume that cannot be mounted yet (claim unbound, PV not seen);
+// errWaiting marks a volume that cannot be mounted yet (claim unbound, PV missing);
 // an event on the claim or the PV retries it.
 var errWaiting = errors.New("waiting")
+
+// errUnsupported marks a volume of the driver this kubelet cannot mount; it says so
+// in an event on the pod, once.
+var errUnsupported = errors.New("unsupported")
 
 // claimName is the claim a pod volume uses, "" for volumes that are not claims.
 // A generic ephemeral volume's claim is named <pod>-<volume> (and must be owned by
@@ -46,11 +54,12 @@ func claimName(pod *corev1.Pod, v *corev1.Volume) (name string, readOnly, epheme
 }
 
 // resolve finds the PV behind a pod's claim the way kubelet's desired-state populator
-// does: the claim must be Bound (and not being deleted, unless pods still hold it),
-// and the PV's claimRef must point back at it.
-func (k *Kubelet) resolve(pod *corev1.Pod, v *corev1.Volume) (podVolume, error) {
+// does, reading both from the API server (not from a cache that may lag): the claim
+// must be Bound (and not being deleted, unless pods still hold it), and the PV's
+// claimRef must point back at it.
+func (k *Kubelet) resolve(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (podVolume, error) {
 	name, readOnly, ephemeral := claimName(pod, v)
-	pvc, err := k.pvcs.PersistentVolumeClaims(pod.Namespace).Get(name)
+	pvc, err := k.client.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return podVolume{}, fmt.Errorf("%w: claim %s/%s not found", errWaiting, pod.Namespace, name)
 	} else if err != nil {
@@ -65,7 +74,7 @@ func (k *Kubelet) resolve(pod *corev1.Pod, v *corev1.Volume) (podVolume, error) 
 	if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
 		return podVolume{}, fmt.Errorf("%w: claim %s/%s is %s", errWaiting, pod.Namespace, name, pvc.Status.Phase)
 	}
-	pv, err := k.pvs.Get(pvc.Spec.VolumeName)
+	pv, err := k.client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return podVolume{}, fmt.Errorf("%w: volume %s of claim %s/%s not found", errWaiting, pvc.Spec.VolumeName, pod.Namespace, name)
 	} else if err != nil {
@@ -78,10 +87,10 @@ func (k *Kubelet) resolve(pod *corev1.Pod, v *corev1.Volume) (podVolume, error) 
 		return podVolume{}, fmt.Errorf("%w: volume %s is not bound to claim %s/%s", errWaiting, pv.Name, pod.Namespace, name)
 	}
 	if pv.Spec.CSI.NodeStageSecretRef != nil || pv.Spec.CSI.NodePublishSecretRef != nil {
-		return podVolume{}, fmt.Errorf("volume %s names node stage or publish secrets, which this simulated kubelet does not fetch (pvnfs volumes have none)", pv.Name)
+		return podVolume{}, fmt.Errorf("%w: volume %s names node stage or publish secrets, which this simulated kubelet does not fetch (pvnfs volumes have none)", errUnsupported, pv.Name)
 	}
 	if pv.Spec.VolumeMode != nil && *pv.Spec.VolumeMode == corev1.PersistentVolumeBlock {
-		return podVolume{}, fmt.Errorf("volume %s is a block volume; this simulated kubelet mounts filesystems only", pv.Name)
+		return podVolume{}, fmt.Errorf("%w: volume %s is a block volume; this simulated kubelet mounts filesystems only", errUnsupported, pv.Name)
 	}
 	return podVolume{
 		name:     v.Name,
