@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pvnfs/pvnfs/test/localcluster"
 )
 
 // Files in the state directory.
@@ -26,7 +28,7 @@ const (
 	etcdName = "etcd-dir"
 	// etcdPrefix is where localcluster puts etcd's data; only such directories are
 	// ever removed by a cleanup.
-	etcdPrefix = "/dev/shm/pvnfs-etcd-"
+	etcdPrefix = localcluster.EtcdDataPrefix
 )
 
 // State is the demo's claim on its state directory. The demo holds an exclusive

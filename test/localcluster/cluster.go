@@ -8,6 +8,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -171,10 +173,14 @@ func (c *Cluster) writeFiles() error {
 		}
 	}
 	c.etcdDir = filepath.Join(c.Dir, "etcd")
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		d, err := os.MkdirTemp("/dev/shm", "pvnfs-etcd-")
+	if st, err := os.Stat(shmDir); err == nil && st.IsDir() {
+		removeAbandonedEtcdDirs()
+		d, err := os.MkdirTemp(shmDir, etcdDirPrefix)
 		if err == nil {
 			c.etcdDir = d
+			// Whoever finds this directory after this process died without Stop
+			// (a killed test) removes it: it holds etcd's data in memory.
+			_ = os.WriteFile(filepath.Join(d, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644)
 		}
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -467,7 +473,7 @@ func (c *Cluster) Stop() {
 			p.stop(5 * time.Second)
 		}
 	}
-	if strings.HasPrefix(c.etcdDir, "/dev/shm/") {
+	if strings.HasPrefix(c.etcdDir, shmDir+"/") {
 		_ = os.RemoveAll(c.etcdDir)
 	}
 }
@@ -484,6 +490,35 @@ func (c *Cluster) deadProcess() error {
 		}
 	}
 	return nil
+}
+
+// etcd keeps its data in memory (/dev/shm) for speed.
+const (
+	shmDir        = "/dev/shm"
+	etcdDirPrefix = "pvnfs-etcd-"
+	ownerFile     = "owner.pid"
+	// EtcdDataPrefix starts the path of every etcd data directory a cluster makes;
+	// cleanups of killed runs remove only such directories.
+	EtcdDataPrefix = shmDir + "/" + etcdDirPrefix
+)
+
+// removeAbandonedEtcdDirs removes the etcd directories of clusters whose process is
+// gone, so killed test runs do not fill the machine's memory.
+func removeAbandonedEtcdDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(shmDir, etcdDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // being created, or not ours to judge
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 func nodeLabels(name string, extra map[string]string) map[string]string {
