@@ -42,7 +42,7 @@ tools: ## Install what the tests need: Debian packages, the Kubernetes control p
 	bash $(TOOLS) all
 
 .PHONY: test
-test: tools ## Run every test CI runs: unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha.
+test: tools verify ## Run every check CI runs: gofmt, vet, staticcheck, then unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha, demo end to end.
 	PVNFS_REQUIRE_ALL=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit

@@ -235,12 +235,12 @@ func (o *observer) expectAt(id, user string, t0 time.Time) {
 	o.touch(time.Now(), id)
 }
 
-// deleting marks the start of a volume's deletion.
-func (o *observer) deleting(id string) {
+// deletingAt records that the benchmark started deleting a volume at t.
+func (o *observer) deletingAt(id string, t time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if r := o.records[id]; r != nil {
-		r.deleting = time.Now()
+		r.deleting = t
 	}
 }
 

@@ -228,17 +228,28 @@ func perVolume(runs []map[string]float64, volumes int) Requests {
 	return out
 }
 
-// parallel runs fn for 0..n-1 at once and returns the first error.
-func parallel(n int, fn func(i int) error) error {
-	var wg sync.WaitGroup
+// parallel runs fn for 0..n-1 at once and returns the errors.
+func parallel(n int, fn func(i int) error) error { return pool(n, n, fn) }
+
+// pool runs fn for 0..n-1 on the given number of workers, each taking the next
+// index when it is done with one, and returns the errors.
+func pool(n, workers int, fn func(i int) error) error {
+	next := make(chan int)
 	errs := make([]error, n)
-	for i := range n {
+	var wg sync.WaitGroup
+	for range min(n, workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = fn(i)
+			for i := range next {
+				errs[i] = fn(i)
+			}
 		}()
 	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -289,7 +300,7 @@ func (e *env) pvnfsDelete(ctx context.Context, o *observer, b burst) (burst, err
 	defer cancel()
 	start := time.Now()
 	err := parallel(len(b.ids), func(i int) error {
-		o.deleting(b.ids[i])
+		o.deletingAt(b.ids[i], time.Now())
 		if err := e.act.CoreV1().PersistentVolumeClaims(userNS).Delete(ctx, b.users[i], metav1.DeleteOptions{}); err != nil {
 			return fmt.Errorf("deleting PVC %s: %w", b.users[i], err)
 		}
@@ -301,18 +312,22 @@ func (e *env) pvnfsDelete(ctx context.Context, o *observer, b burst) (burst, err
 	return b, e.waitGone(ctx, o, &b, start)
 }
 
-// directCreate creates n volumes' objects at once, as the lower bound, and waits
-// until all serve.
+// directCreate is the lower bound: it creates n volumes' objects itself and waits
+// until all serve. As many volumes are in flight as csi-provisioner gives pvnfs
+// (its --worker-threads); each worker creates a volume's Service, backend PVC and
+// Deployment one after the other, as CreateVolume does, and starts its next volume
+// at once (pvnfs's CreateVolume holds the worker until the server serves). Every
+// volume counts from the start of the burst, as pvnfs's PVCs do.
 func (e *env) directCreate(ctx context.Context, o *observer, t templates, n int) (burst, error) {
 	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
 	defer cancel()
 	b := burst{ids: make([]string, n)}
+	start := time.Now()
 	for i := range b.ids {
 		b.ids[i] = "pvc-" + string(uuid.NewUUID()) // the same form and length as pvnfs's IDs
+		o.expectAt(b.ids[i], "", start)
 	}
-	start := time.Now()
-	err := parallel(n, func(i int) error {
-		o.expectAt(b.ids[i], "", time.Now())
+	err := pool(n, e.chart.Controller.Provisioner.WorkerThreads, func(i int) error {
 		return t.createDirect(ctx, e.act, b.ids[i], lowerBoundNS)
 	})
 	if err != nil {
@@ -333,14 +348,16 @@ func (e *env) directCreate(ctx context.Context, o *observer, t templates, n int)
 	return b, nil
 }
 
-// directDelete deletes the lower bound's objects at once and waits until all are
-// gone.
+// directDelete deletes the lower bound's objects, as many volumes at a time as
+// csi-provisioner deletes for pvnfs, and waits until all are gone.
 func (e *env) directDelete(ctx context.Context, o *observer, b burst) (burst, error) {
 	ctx, cancel := context.WithTimeout(ctx, provisioningTimeout)
 	defer cancel()
 	start := time.Now()
-	err := parallel(len(b.ids), func(i int) error {
-		o.deleting(b.ids[i])
+	for _, id := range b.ids {
+		o.deletingAt(id, start)
+	}
+	err := pool(len(b.ids), e.chart.Controller.Provisioner.WorkerThreads, func(i int) error {
 		return deleteDirect(ctx, e.act, b.ids[i], lowerBoundNS)
 	})
 	if err != nil {
