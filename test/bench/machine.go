@@ -132,6 +132,20 @@ func loadChartSettings(root string) (chartSettings, error) {
 	return s, nil
 }
 
+// override applies the command's -provisioner-* flags.
+func (s *chartSettings) override(o options) {
+	p := &s.Controller.Provisioner
+	if o.provisionerQPS > 0 {
+		p.KubeAPIQPS = o.provisionerQPS
+	}
+	if o.provisionerBurst > 0 {
+		p.KubeAPIBurst = o.provisionerBurst
+	}
+	if o.provisionerWorkers > 0 {
+		p.WorkerThreads = o.provisionerWorkers
+	}
+}
+
 // provisionerArgs are the csi-provisioner flags the chart sets (the tuning ones;
 // harness.StartProvisioner adds the socket, kubeconfig and --leader-election=false).
 func (s chartSettings) provisionerArgs() []string {

@@ -33,13 +33,20 @@ type options struct {
 	phases           string
 	sizes            string
 	minSamples       int
+	minReps          int
 	nodes            int
 	fanoutTargets    string
 	fanoutSamples    int
 	footprintVolumes int
 	footprintWorkers int
-	keepLogs         bool
-	timeout          time.Duration
+	lowerWorkers     int
+	// Overrides of the chart's csi-provisioner settings, for experiments; 0 keeps
+	// the chart's.
+	provisionerQPS     float64
+	provisionerBurst   int
+	provisionerWorkers int
+	keepLogs           bool
+	timeout            time.Duration
 }
 
 func defaultOptions() options {
@@ -48,6 +55,7 @@ func defaultOptions() options {
 		phases:           "fanout,provisioning,footprint",
 		sizes:            "1,50,200",
 		minSamples:       5,
+		minReps:          3,
 		nodes:            3,
 		fanoutTargets:    "1,100,500",
 		fanoutSamples:    500,
@@ -61,11 +69,16 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: fanout, provisioning, footprint (the report marks the others as not run)")
 	fs.StringVar(&o.sizes, "sizes", o.sizes, "comma-separated numbers of PVCs created at once in the provisioning phase")
 	fs.IntVar(&o.minSamples, "min-samples", o.minSamples, "a size smaller than this is repeated until it has this many per-PVC samples (N=1 runs 5 times)")
+	fs.IntVar(&o.minReps, "min-runs", o.minReps, "every size runs at least this many times (pvnfs and the lower bound alternating which goes first); totals are the median")
 	fs.IntVar(&o.nodes, "nodes", o.nodes, "simulated nodes of the control plane (the server pods spread over them)")
 	fs.StringVar(&o.fanoutTargets, "fanout-targets", o.fanoutTargets, "comma-separated numbers of pods one volume is published to on one node")
 	fs.IntVar(&o.fanoutSamples, "fanout-samples", o.fanoutSamples, "at least this many publish and unpublish calls per target count (rounds = samples / targets)")
 	fs.IntVar(&o.footprintVolumes, "footprint-volumes", o.footprintVolumes, "volumes provisioned for the controller's footprint")
 	fs.IntVar(&o.footprintWorkers, "footprint-workers", o.footprintWorkers, "concurrent CreateVolume calls of the footprint phase; 0: the chart's csi-provisioner --worker-threads")
+	fs.IntVar(&o.lowerWorkers, "lower-bound-workers", o.lowerWorkers, "volumes the lower bound creates (and deletes) at a time, each volume's objects one after another; 0: as many as csi-provisioner's --worker-threads gives pvnfs")
+	fs.Float64Var(&o.provisionerQPS, "provisioner-kube-api-qps", 0, "csi-provisioner's --kube-api-qps instead of the chart's (an experiment; the report shows the flags used)")
+	fs.IntVar(&o.provisionerBurst, "provisioner-kube-api-burst", 0, "csi-provisioner's --kube-api-burst instead of the chart's")
+	fs.IntVar(&o.provisionerWorkers, "provisioner-worker-threads", 0, "csi-provisioner's --worker-threads instead of the chart's")
 	fs.BoolVar(&o.keepLogs, "keep-logs", o.keepLogs, "keep the control plane's and the driver's logs (their directory is printed)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of the whole run")
 }
@@ -94,8 +107,9 @@ func (o *options) validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
 		}
 	}
-	if o.minSamples < 1 || o.nodes < 1 || o.fanoutSamples < 1 || o.footprintVolumes < 1 || o.footprintWorkers < 0 {
-		errs = append(errs, errors.New("-min-samples, -nodes, -fanout-samples and -footprint-volumes must be at least 1, -footprint-workers at least 0"))
+	if o.minSamples < 1 || o.nodes < 1 || o.fanoutSamples < 1 || o.footprintVolumes < 1 || o.minReps < 1 || o.lowerWorkers < 0 || o.footprintWorkers < 0 ||
+		o.provisionerQPS < 0 || o.provisionerBurst < 0 || o.provisionerWorkers < 0 {
+		errs = append(errs, errors.New("-min-samples, -min-runs, -nodes, -fanout-samples and -footprint-volumes must be at least 1; -lower-bound-workers, -footprint-workers and the -provisioner-* overrides at least 0"))
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, errors.New("-timeout must be positive"))

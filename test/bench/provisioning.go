@@ -125,61 +125,89 @@ func (e *env) runProvisioning(ctx context.Context, sizes []int) ([]SizeResult, e
 
 	var results []SizeResult
 	for _, n := range sizes {
-		reps := (e.opts.minSamples + n - 1) / n
+		reps := max(e.opts.minReps, (e.opts.minSamples+n-1)/n)
 		res := SizeResult{N: n, Reps: reps}
 		var pv, lb burstSamples
 		var createReq, deleteReq []map[string]float64
 		for rep := range reps {
-			e.logf("provisioning: N=%d, repetition %d of %d: lower bound", n, rep+1, reps)
-			sleep(ctx, settle)
-			b, err := e.directCreate(ctx, direct, tmpl, n)
-			if err != nil {
-				return nil, fmt.Errorf("lower bound, N=%d: %w", n, err)
+			// Alternate which goes first, so a drift of the machine's load or the
+			// cluster's state over a size's runs weighs on both alike.
+			steps := []func() error{
+				func() error {
+					e.logf("provisioning: N=%d, run %d of %d: lower bound", n, rep+1, reps)
+					b, err := e.directRun(ctx, direct, tmpl, n)
+					lb.add(b)
+					return err
+				},
+				func() error {
+					e.logf("provisioning: N=%d, run %d of %d: pvnfs", n, rep+1, reps)
+					b, created, deleted, err := e.pvnfsRun(ctx, d, viaPvnfs, fmt.Sprintf("n%d-r%d", n, rep), n)
+					pv.add(b)
+					createReq, deleteReq = append(createReq, created), append(deleteReq, deleted)
+					return err
+				},
 			}
-			sleep(ctx, settle)
-			if b, err = e.directDelete(ctx, direct, b); err != nil {
-				return nil, fmt.Errorf("lower bound, N=%d: %w", n, err)
+			if rep%2 == 1 {
+				steps[0], steps[1] = steps[1], steps[0]
 			}
-			lb.add(b)
-
-			e.logf("provisioning: N=%d, repetition %d of %d: pvnfs", n, rep+1, reps)
-			sleep(ctx, settle)
-			before, err := scrapeMetrics(ctx, d.metricsURL)
-			if err != nil {
-				return nil, err
+			for _, step := range steps {
+				if err := step(); err != nil {
+					return nil, fmt.Errorf("N=%d: %w", n, err)
+				}
 			}
-			b, err = e.pvnfsCreate(ctx, viaPvnfs, fmt.Sprintf("n%d-r%d", n, rep), n)
-			if err != nil {
-				return nil, fmt.Errorf("pvnfs, N=%d: %w (%v)", n, err, d.alive())
-			}
-			created, err := scrapeMetrics(ctx, d.metricsURL)
-			if err != nil {
-				return nil, err
-			}
-			sleep(ctx, settle)
-			deleting, err := scrapeMetrics(ctx, d.metricsURL)
-			if err != nil {
-				return nil, err
-			}
-			if b, err = e.pvnfsDelete(ctx, viaPvnfs, b); err != nil {
-				return nil, fmt.Errorf("pvnfs, N=%d: %w (%v)", n, err, d.alive())
-			}
-			deleted, err := scrapeMetrics(ctx, d.metricsURL)
-			if err != nil {
-				return nil, err
-			}
-			pv.add(b)
-			createReq = append(createReq, requestDelta(created.apiRequests(), before.apiRequests()))
-			deleteReq = append(deleteReq, requestDelta(deleted.apiRequests(), deleting.apiRequests()))
 		}
 		res.Pvnfs, res.Lower = pv.burst(), lb.burst()
 		res.CreateRequests = perVolume(createReq, n*reps)
 		res.DeleteRequests = perVolume(deleteReq, n*reps)
-		e.logf("provisioning: N=%d: to Bound p50 %s, total %s (lower bound %s, %s): ×%.2f; %.1f requests per volume",
-			n, res.Pvnfs.Create.P50, res.Pvnfs.CreateTotal, res.Lower.Create.P50, res.Lower.CreateTotal, res.CreateRatio(), res.CreateRequests.Total)
+		e.logf("provisioning: N=%d: to Bound p50 %s, total %s (lower bound %s, %s): ×%.2f; %.2f requests per volume",
+			n, secs(res.Pvnfs.Create.P50), secs(res.Pvnfs.CreateTotal), secs(res.Lower.Create.P50), secs(res.Lower.CreateTotal), res.CreateRatio(), res.CreateRequests.Total)
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// directRun creates and deletes n volumes as the lower bound.
+func (e *env) directRun(ctx context.Context, o *observer, tmpl templates, n int) (burst, error) {
+	sleep(ctx, settle)
+	b, err := e.directCreate(ctx, o, tmpl, n)
+	if err != nil {
+		return b, fmt.Errorf("lower bound: %w", err)
+	}
+	sleep(ctx, settle)
+	if b, err = e.directDelete(ctx, o, b); err != nil {
+		return b, fmt.Errorf("lower bound: %w", err)
+	}
+	return b, nil
+}
+
+// pvnfsRun creates and deletes n volumes through csi-provisioner and returns the
+// controller's requests while creating and while deleting.
+func (e *env) pvnfsRun(ctx context.Context, d *driver, o *observer, prefix string, n int) (b burst, created, deleted map[string]float64, err error) {
+	sleep(ctx, settle)
+	before, err := scrapeMetrics(ctx, d.metricsURL)
+	if err != nil {
+		return b, nil, nil, err
+	}
+	if b, err = e.pvnfsCreate(ctx, o, prefix, n); err != nil {
+		return b, nil, nil, fmt.Errorf("pvnfs: %w (%v)", err, d.alive())
+	}
+	bound, err := scrapeMetrics(ctx, d.metricsURL)
+	if err != nil {
+		return b, nil, nil, err
+	}
+	sleep(ctx, settle)
+	deleting, err := scrapeMetrics(ctx, d.metricsURL)
+	if err != nil {
+		return b, nil, nil, err
+	}
+	if b, err = e.pvnfsDelete(ctx, o, b); err != nil {
+		return b, nil, nil, fmt.Errorf("pvnfs: %w (%v)", err, d.alive())
+	}
+	gone, err := scrapeMetrics(ctx, d.metricsURL)
+	if err != nil {
+		return b, nil, nil, err
+	}
+	return b, requestDelta(bound.apiRequests(), before.apiRequests()), requestDelta(gone.apiRequests(), deleting.apiRequests()), nil
 }
 
 // burst is one run of N volumes.
@@ -327,7 +355,7 @@ func (e *env) directCreate(ctx context.Context, o *observer, t templates, n int)
 		b.ids[i] = "pvc-" + string(uuid.NewUUID()) // the same form and length as pvnfs's IDs
 		o.expectAt(b.ids[i], "", start)
 	}
-	err := pool(n, e.chart.Controller.Provisioner.WorkerThreads, func(i int) error {
+	err := pool(n, e.lowerWorkers(), func(i int) error {
 		return t.createDirect(ctx, e.act, b.ids[i], lowerBoundNS)
 	})
 	if err != nil {
@@ -348,6 +376,14 @@ func (e *env) directCreate(ctx context.Context, o *observer, t templates, n int)
 	return b, nil
 }
 
+// lowerWorkers is how many volumes the lower bound has in flight.
+func (e *env) lowerWorkers() int {
+	if e.opts.lowerWorkers > 0 {
+		return e.opts.lowerWorkers
+	}
+	return e.chart.Controller.Provisioner.WorkerThreads
+}
+
 // directDelete deletes the lower bound's objects, as many volumes at a time as
 // csi-provisioner deletes for pvnfs, and waits until all are gone.
 func (e *env) directDelete(ctx context.Context, o *observer, b burst) (burst, error) {
@@ -357,7 +393,7 @@ func (e *env) directDelete(ctx context.Context, o *observer, b burst) (burst, er
 	for _, id := range b.ids {
 		o.deletingAt(id, start)
 	}
-	err := pool(len(b.ids), e.chart.Controller.Provisioner.WorkerThreads, func(i int) error {
+	err := pool(len(b.ids), e.lowerWorkers(), func(i int) error {
 		return deleteDirect(ctx, e.act, b.ids[i], lowerBoundNS)
 	})
 	if err != nil {

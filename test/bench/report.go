@@ -24,8 +24,9 @@ type Report struct {
 	// Chart are the chart's settings the driver ran with.
 	Chart chartSettings
 	Nodes int
-	// MinSamples and FanoutSamples are the -min-samples and -fanout-samples flags.
-	MinSamples, FanoutSamples int
+	// MinSamples, MinReps and FanoutSamples are the -min-samples, -min-runs and
+	// -fanout-samples flags; LowerWorkers the lower bound's volumes in flight.
+	MinSamples, MinReps, FanoutSamples, LowerWorkers int
 
 	// Each phase is nil when it did not run.
 	Provisioning []SizeResult
@@ -105,7 +106,7 @@ func evaluateTargets(r *Report) []Target {
 		out = append(out, notRun(goal))
 	}
 
-	goal = fmt.Sprintf("p95 NodePublish ≤ %s at %d targets", ms(maxPublishP95), publishTargets)
+	goal = fmt.Sprintf("p95 NodePublish ≤ %d ms at %d targets", maxPublishP95/time.Millisecond, publishTargets)
 	if f := r.fanout(publishTargets); f != nil {
 		out = append(out, withCause(Target{Goal: goal, Measured: ms(f.Publish.P95), Verdict: verdict(f.Publish.P95 <= maxPublishP95)}, causePublish(f)))
 	} else {
@@ -125,7 +126,7 @@ func evaluateTargets(r *Report) []Target {
 		out = append(out, notRun(goal))
 	}
 
-	goal = fmt.Sprintf("controller RSS ≤ %s with %d volumes", mib(maxRSS), footprintTargetVolume)
+	goal = fmt.Sprintf("controller RSS ≤ %d MiB with %d volumes", maxRSS>>20, footprintTargetVolume)
 	switch f := r.Footprint; {
 	case f != nil && f.Volumes >= footprintTargetVolume:
 		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("%s with %d volumes (peak %s)", mib(f.Loaded.RSS), f.Volumes, mib(f.Loaded.HWM)),
@@ -136,7 +137,7 @@ func evaluateTargets(r *Report) []Target {
 		out = append(out, notRun(goal))
 	}
 
-	goal = fmt.Sprintf("CreateVolume returns ≤ %s after the server pod is Ready (p95)", ms(maxReadyToReturn))
+	goal = fmt.Sprintf("CreateVolume returns ≤ %d ms after the server pod is Ready (p95)", maxReadyToReturn/time.Millisecond)
 	if f := r.Footprint; f != nil && f.ReadyToReturn.Count > 0 {
 		out = append(out, withCause(Target{Goal: goal, Measured: fmt.Sprintf("p95 %s (p50 %s)", ms(f.ReadyToReturn.P95), ms(f.ReadyToReturn.P50)),
 			Verdict: verdict(f.ReadyToReturn.P95 <= maxReadyToReturn)}, causeReadyToReturn(f, r.Machine.CPUs)))
@@ -181,6 +182,21 @@ func (r *Report) fanoutTargets() string {
 	return strings.Join(s, ", ")
 }
 
+// FanoutList names the fan-out's pod counts for the text: "1, 100 and 500".
+func (r *Report) FanoutList() string {
+	var s []string
+	for _, f := range r.Fanout {
+		s = append(s, fmt.Sprint(f.Targets))
+	}
+	switch len(s) {
+	case 0:
+		return "several" // the fan-out did not run
+	case 1:
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
 //go:embed report.md.tmpl
 var reportTemplate string
 
@@ -188,7 +204,7 @@ var reportTemplate string
 // ran, never on the figures.
 func render(r *Report) ([]byte, error) {
 	t, err := template.New("report").Funcs(template.FuncMap{
-		"secs": secs, "ms": ms, "mib": mib, "cpu": cpuSecs, "f1": f1, "f2": f2, "signed": signedMs,
+		"secs": secs, "ms": ms, "minutes": minutes, "mib": mib, "cpu": cpuSecs, "f1": f1, "f2": f2, "signed": signedMs,
 	}).Parse(reportTemplate)
 	if err != nil {
 		return nil, err
@@ -202,7 +218,10 @@ func render(r *Report) ([]byte, error) {
 
 // Formats of the figures: fixed units and precision per kind, so the report's
 // columns always read the same way.
-func secs(d time.Duration) string    { return fmt.Sprintf("%.2f s", d.Seconds()) }
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+func minutes(d time.Duration) string {
+	return fmt.Sprintf("%d min %02d s", int(d.Minutes()), int(d.Seconds())%60)
+}
 func cpuSecs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 func ms(d time.Duration) string      { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 func signedMs(d time.Duration) string {

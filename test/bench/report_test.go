@@ -23,7 +23,7 @@ func fixture(scale time.Duration) *Report {
 		Machine:  Machine{CPUs: 2, CPUModel: "AMD EPYC", MemoryGiB: 23.5, Kernel: "6.18.44", OS: "Debian GNU/Linux 12 (bookworm)"},
 		Versions: Versions{Go: "go1.26.8", Kubernetes: "v1.36.3", Kwok: "v0.8.0", Provisioner: "v6.3.0", Etcd: "3.4.23"},
 		Limits:   []RateLimit{{"pvnfs-csi controller", "50", "100", "chart"}},
-		Nodes:    3, MinSamples: 5, FanoutSamples: 500,
+		Nodes:    3, MinSamples: 5, MinReps: 3, FanoutSamples: 500, LowerWorkers: 100,
 		ProvisionerFlags: "--timeout=60s", ControllerFlags: "--kube-api-qps=50",
 		Provisioning: []SizeResult{
 			{N: 1, Reps: 5, Pvnfs: burst(11), Lower: burst(10), CreateRequests: req, DeleteRequests: req},

@@ -39,6 +39,7 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 	if e.chart, err = loadChartSettings(root); err != nil {
 		return err
 	}
+	e.chart.override(o)
 	if e.work, err = os.MkdirTemp("", "pvnfs-bench-"); err != nil {
 		return err
 	}
@@ -53,6 +54,8 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 		Machine:          machineFacts(),
 		Nodes:            o.nodes,
 		MinSamples:       o.minSamples,
+		MinReps:          o.minReps,
+		LowerWorkers:     e.lowerWorkers(),
 		FanoutSamples:    o.fanoutSamples,
 		ProvisionerFlags: strings.Join(e.chart.provisionerArgs(), " "),
 		ControllerFlags:  strings.Join(e.chart.controllerArgs(), " "),
@@ -168,9 +171,13 @@ func (e *env) versions(ctx context.Context) Versions {
 func (e *env) rateLimits() []RateLimit {
 	c := e.chart.Controller
 	q := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	provisionerSource := "chart `controller.provisioner.kubeAPIQPS`, `kubeAPIBurst`"
+	if e.opts.provisionerQPS > 0 || e.opts.provisionerBurst > 0 {
+		provisionerSource = "**overridden** by `-provisioner-kube-api-qps`/`-burst`; the chart's where not"
+	}
 	return []RateLimit{
 		{"pvnfs-csi controller (`--kube-api-qps`, `--kube-api-burst`)", q(c.KubeAPIQPS), strconv.Itoa(c.KubeAPIBurst), "chart `controller.kubeAPIQPS`, `controller.kubeAPIBurst`"},
-		{"csi-provisioner (`--kube-api-qps`, `--kube-api-burst`)", q(c.Provisioner.KubeAPIQPS), strconv.Itoa(c.Provisioner.KubeAPIBurst), "chart `controller.provisioner.kubeAPIQPS`, `kubeAPIBurst`"},
+		{"csi-provisioner (`--kube-api-qps`, `--kube-api-burst`)", q(c.Provisioner.KubeAPIQPS), strconv.Itoa(c.Provisioner.KubeAPIBurst), provisionerSource},
 		{"the benchmark's writes: users' PVCs (pvnfs), the volumes' objects (lower bound)", q(c.KubeAPIQPS), strconv.Itoa(c.KubeAPIBurst), "the controller's, so the lower bound creates at the rate pvnfs may"},
 		{"the benchmark's watches", "unlimited", "—", "only watches; costs the others nothing"},
 		{"kube-controller-manager", "200", "400", "test/localcluster"},
