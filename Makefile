@@ -58,6 +58,20 @@ verify: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+.PHONY: bench
+bench: ## Measure provisioning, deletion, mount fan-out and footprint against the local control plane (root, ~10 min) and rewrite docs/benchmarks.md.
+	bash $(TOOLS) apt kube kwok provisioner
+	$(GO) run ./test/bench -out docs/benchmarks.md
+
+.PHONY: bench-micro
+bench-micro: ## Go benchmarks of single paths: CreateVolume on the control plane, NodePublish fan-out, PVC to Bound through the chart's sidecars, NFS-Ganesha start and restart.
+	bash $(TOOLS) all
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench ControlPlaneCreateVolume -benchtime 1x ./pkg/controller/
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench Fanout ./test/simnode/...
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench PVCToBound ./test/deploy/
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench GaneshaStartToReady -benchtime 10x ./pkg/nfsserver/ganesha/
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench GaneshaRestartToWritable -benchtime 2x ./pkg/nfsserver/ganesha/
+
 .PHONY: fuzz
 fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzIDFromName -fuzztime 30s ./pkg/volume

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
 	"github.com/pvnfs/pvnfs/pkg/mounter"
@@ -28,6 +30,28 @@ func canonical(path string) (string, bool, error) {
 		return "", false, err
 	}
 	return c, true, nil
+}
+
+// beginTeardown starts an unstage or unpublish of volume id at path (the request's
+// field named field): it validates both, and holds the volume's in-flight key for
+// the canonical path until release is called. A nil release with a nil error means
+// there is nothing to tear down, as the path's parent directory is gone.
+func (s *Service) beginTeardown(id, field, path string) (canon string, release func(), err error) {
+	if err := requireVolumeID(id); err != nil {
+		return "", nil, err
+	}
+	if err := requirePath(field, path); err != nil {
+		return "", nil, err
+	}
+	canon, parentExists, err := canonical(path)
+	if err != nil || !parentExists {
+		return canon, nil, err
+	}
+	release, ok := s.inflight.TryAcquire(key(id, canon))
+	if !ok {
+		return "", nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, canon)
+	}
+	return canon, release, nil
 }
 
 // isNFS reports whether m is an NFS mount (or a bind mount of one: a bind shows

@@ -255,23 +255,13 @@ func (s *Service) verifyBind(ctx context.Context, id, target string, staging mou
 // succeeds when nothing is there, and completes when the server is gone. It never
 // forces: umount -f would fail the requests of every other pod using the volume.
 func (s *Service) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	id, targetPath := req.GetVolumeId(), req.GetTargetPath()
-	if err := requireVolumeID(id); err != nil {
-		return nil, err
-	}
-	if err := requirePath("target_path", targetPath); err != nil {
-		return nil, err
-	}
-	target, parentExists, err := canonical(targetPath)
+	id := req.GetVolumeId()
+	target, release, err := s.beginTeardown(id, "target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
-	if !parentExists {
+	if release == nil {
 		return &csi.NodeUnpublishVolumeResponse{}, nil
-	}
-	release, ok := s.inflight.TryAcquire(key(id, target))
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
 	}
 	defer release()
 	if err := s.unmountAll(ctx, target, false); err != nil {

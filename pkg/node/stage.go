@@ -163,23 +163,13 @@ func (s *Service) mountNFS(ctx context.Context, spec stageSpec) error {
 // succeeds when there is nothing to unmount, and completes when the server is
 // gone (the last unmount step is lazy and needs no answer).
 func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	id, path := req.GetVolumeId(), req.GetStagingTargetPath()
-	if err := requireVolumeID(id); err != nil {
-		return nil, err
-	}
-	if err := requirePath("staging_target_path", path); err != nil {
-		return nil, err
-	}
-	canon, parentExists, err := canonical(path)
+	id := req.GetVolumeId()
+	canon, release, err := s.beginTeardown(id, "staging_target_path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
-	if !parentExists {
+	if release == nil {
 		return &csi.NodeUnstageVolumeResponse{}, nil
-	}
-	release, ok := s.inflight.TryAcquire(key(id, canon))
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, canon)
 	}
 	defer release()
 	table, err := s.mounter.List()

@@ -35,9 +35,10 @@ type record struct {
 	// deleting the volume.
 	created, deleting time.Time
 	// First seen: the user's PVC Bound; a server pod Ready; the volume serving
-	// (backend PVC Bound, a server pod Ready and a ready endpoint); and, once
-	// deleting, every object of the volume gone.
-	bound, podReady, serving, gone time.Time
+	// (backend PVC Bound, a server pod Ready and a ready endpoint); the volume's PV
+	// (created by csi-provisioner after CreateVolume answered); and, once deleting,
+	// every object of the volume gone.
+	bound, podReady, serving, pvCreated, gone time.Time
 }
 
 // observer watches the objects of the volumes in one server namespace (and their
@@ -292,6 +293,7 @@ func (o *observer) touch(now time.Time, ids ...string) {
 			}
 		}
 		set(&r.bound, st.userBound)
+		set(&r.pvCreated, st.pvExists)
 		set(&r.podReady, st.podReady)
 		set(&r.serving, st.pvcBound && st.podReady && st.endpointReady)
 		set(&r.gone, !r.deleting.IsZero() && len(st.left) == 0)
@@ -307,7 +309,7 @@ func (o *observer) touch(now time.Time, ids ...string) {
 
 // volumeState is what the informers show of one volume now.
 type volumeState struct {
-	userBound, pvcBound, podReady, endpointReady bool
+	userBound, pvcBound, podReady, endpointReady, pvExists bool
 	// left names the objects of the volume that still exist.
 	left []string
 }
@@ -355,6 +357,7 @@ func (o *observer) state(id, user string) volumeState {
 			s.left = append(s.left, "user PVC")
 		}
 		if _, ok, _ := o.pvs.GetByKey(id); ok { // csi-provisioner names the PV after the volume
+			s.pvExists = true
 			s.left = append(s.left, "PV")
 		}
 	}

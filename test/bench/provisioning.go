@@ -34,9 +34,10 @@ type Burst struct {
 	// gone, the median over the repetitions.
 	CreateTotal, DeleteTotal time.Duration
 	// Serving is, for pvnfs, the time from creating the user's PVC to its volume
-	// serving (what CreateVolume waits for); the rest of Create is the CreateVolume
-	// answer, the PV and the binding.
-	Serving Summary
+	// serving (what CreateVolume waits for); PVCreated to csi-provisioner's PV
+	// appearing (after CreateVolume's answer); the rest of Create is the PV
+	// controller binding the PVC to it.
+	Serving, PVCreated Summary
 }
 
 // Requests are the API requests of the controller per volume, by verb and
@@ -212,21 +213,22 @@ func (e *env) pvnfsRun(ctx context.Context, d *driver, o *observer, prefix strin
 
 // burst is one run of N volumes.
 type burst struct {
-	ids                      []string
-	users                    []string // the users' PVCs, for pvnfs
-	create, serving, deletes []time.Duration
-	createTotal, deleteTotal time.Duration
+	ids                                 []string
+	users                               []string // the users' PVCs, for pvnfs
+	create, serving, pvCreated, deletes []time.Duration
+	createTotal, deleteTotal            time.Duration
 }
 
 // burstSamples pools the runs of one size.
 type burstSamples struct {
-	create, serving, deletes   []time.Duration
-	createTotals, deleteTotals []time.Duration
+	create, serving, pvCreated, deletes []time.Duration
+	createTotals, deleteTotals          []time.Duration
 }
 
 func (s *burstSamples) add(b burst) {
 	s.create = append(s.create, b.create...)
 	s.serving = append(s.serving, b.serving...)
+	s.pvCreated = append(s.pvCreated, b.pvCreated...)
 	s.deletes = append(s.deletes, b.deletes...)
 	s.createTotals = append(s.createTotals, b.createTotal)
 	s.deleteTotals = append(s.deleteTotals, b.deleteTotal)
@@ -235,6 +237,7 @@ func (s *burstSamples) add(b burst) {
 func (s *burstSamples) burst() Burst {
 	return Burst{
 		Create: summarize(s.create), Delete: summarize(s.deletes), Serving: summarize(s.serving),
+		PVCreated:   summarize(s.pvCreated),
 		CreateTotal: median(s.createTotals), DeleteTotal: median(s.deleteTotals),
 	}
 }
@@ -312,6 +315,9 @@ func (e *env) pvnfsCreate(ctx context.Context, o *observer, prefix string, n int
 		b.create = append(b.create, r.bound.Sub(r.created))
 		if !r.serving.IsZero() {
 			b.serving = append(b.serving, r.serving.Sub(r.created))
+		}
+		if !r.pvCreated.IsZero() {
+			b.pvCreated = append(b.pvCreated, r.pvCreated.Sub(r.created))
 		}
 		if r.bound.After(last) {
 			last = r.bound
