@@ -25,7 +25,10 @@ func causeRatio(r *Report, s *SizeResult) string {
 		}
 		return why + fmt.Sprintf(". The PV's creation is the larger part: volumes serve in bunches and their PVs queue behind csi-provisioner's rate limit, which its events share. Fix: raise `controller.provisioner.kubeAPIQPS`/`kubeAPIBurst` in the chart; more `workerThreads` does not help, as %d volumes in flight at once only start the controller's creates later", s.N)
 	}
-	return why + ". The part before serving is the larger: compare the controller's requests per volume (below) and its `--kube-api-qps` with the lower bound's client; with N above csi-provisioner's `--worker-threads` the last volumes start only as the first ones serve"
+	if s.N > p.WorkerThreads {
+		return why + fmt.Sprintf(". The part before serving is the larger, and the controller's requests per volume are the lower bound's three creates: csi-provisioner gives pvnfs %d volumes at a time (`--worker-threads`) and CreateVolume holds its worker until the server serves, so the last of %d volumes start only as the first ones serve, where the lower bound's workers move on at once. More `workerThreads` removes the waves but not the time (all creates then share the controller's rate limit at once; see \"Worker threads\" below); the binding is kube-controller-manager's. A faster whole needs a higher `controller.kubeAPIQPS`, which speeds the lower bound as much", p.WorkerThreads, s.N)
+	}
+	return why + ". The part before serving is the larger: compare the controller's requests per volume (below) and its `--kube-api-qps` with the lower bound's client"
 }
 
 // causeRequests names the requests beyond the three creates.
