@@ -153,7 +153,7 @@ func (e *env) runProvisioning(ctx context.Context, sizes []int) ([]SizeResult, e
 			}
 			for _, step := range steps {
 				if err := step(); err != nil {
-					return nil, fmt.Errorf("N=%d: %w", n, err)
+					return nil, fmt.Errorf("provisioning %d volumes at once: %w", n, err)
 				}
 			}
 		}
