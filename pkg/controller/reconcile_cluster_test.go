@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
@@ -138,11 +139,19 @@ func TestControlPlaneReconcilerRepairsLostObjects(t *testing.T) {
 	t.Run("Deployment edited by hand is corrected", func(t *testing.T) {
 		d.create(t, "edited", nil)
 		obj := volume.ObjectName("edited")
-		dep, _ := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
-		zero := int32(0)
-		dep.Spec.Replicas = &zero
-		dep.Spec.Template.Spec.Containers[0].Args = append(dep.Spec.Template.Spec.Containers[0].Args, "--threads=1")
-		if _, err := k.AppsV1().Deployments(d.ns).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		// Like kubectl edit, retried on a conflict: the Deployment controller writes
+		// the status of the new Deployment meanwhile.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			dep, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			zero := int32(0)
+			dep.Spec.Replicas = &zero
+			dep.Spec.Template.Spec.Containers[0].Args = append(dep.Spec.Template.Spec.Containers[0].Args, "--threads=1")
+			_, err = k.AppsV1().Deployments(d.ns).Update(ctx, dep, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "Deployment corrected", func(ctx context.Context) (bool, error) {
