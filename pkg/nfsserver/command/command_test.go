@@ -50,21 +50,22 @@ func TestExecRun(t *testing.T) {
 
 func TestStartAndStop(t *testing.T) {
 	tests := []struct {
-		name       string
-		script     string
+		name string
+		// trap runs before the helper says it is ready, so SIGTERM never arrives
+		// before the helper's handling of it is in place; body after.
+		trap, body string
 		wantErr    string // from Stop
-		wantKilled bool
 	}{
-		{name: "exits on SIGTERM", script: "trap 'exit 0' TERM; while :; do sleep 0.05; done"},
-		{name: "dies of SIGTERM", script: "exec sleep 30", wantErr: "signal: terminated"},
-		{name: "ignores SIGTERM and is killed", script: "trap '' TERM; while :; do sleep 0.05; done",
-			wantErr: "ignored SIGTERM and was killed", wantKilled: true},
+		{name: "exits on SIGTERM", trap: "trap 'exit 0' TERM", body: "while :; do sleep 0.05; done"},
+		{name: "dies of SIGTERM", trap: ":", body: "exec sleep 30", wantErr: "signal: terminated"},
+		{name: "ignores SIGTERM and is killed", trap: "trap '' TERM", body: "while :; do sleep 0.05; done",
+			wantErr: "ignored SIGTERM and was killed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ready := filepath.Join(dir, "ready")
-			p, err := Exec{}.Start(Cmd{Name: "sh", Args: []string{"-c", "touch " + ready + "; " + tc.script}})
+			p, err := Exec{}.Start(Cmd{Name: "sh", Args: []string{"-c", tc.trap + "; touch " + ready + "; " + tc.body}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,10 +91,11 @@ func TestStartAndStop(t *testing.T) {
 func TestGroupReportsOnlyUnexpectedExits(t *testing.T) {
 	dir := t.TempDir()
 	g := NewGroup(Exec{}, 5*time.Second)
-	die := filepath.Join(dir, "die")
-	if _, err := g.Start("steady", Cmd{Name: "sh", Args: []string{"-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"}}); err != nil {
+	die, ready := filepath.Join(dir, "die"), filepath.Join(dir, "steady-ready")
+	if _, err := g.Start("steady", Cmd{Name: "sh", Args: []string{"-c", "trap 'exit 0' TERM; touch " + ready + "; while :; do sleep 0.05; done"}}); err != nil {
 		t.Fatal(err)
 	}
+	waitFile(t, ready) // its SIGTERM handling is in place before Stop sends one
 	if _, err := g.Start("fragile", Cmd{Name: "sh", Args: []string{"-c", "while [ ! -e " + die + " ]; do sleep 0.05; done; exit 7"}}); err != nil {
 		t.Fatal(err)
 	}
