@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -157,6 +158,48 @@ func TestFaultControllerKilledDuringProvisioning(t *testing.T) {
 	report(t, "4. controller killed mid-provisioning", recovery, "yes (no data yet; objects converge)")
 }
 
+// logServerTimeline logs when the API server recorded each step of a volume's server
+// pod (to the second, as the API server stores times), relative to t0: which
+// component of the control plane took the time.
+func (e *env) logServerTimeline(ctx context.Context, t *testing.T, id string, t0 time.Time) {
+	t.Helper()
+	pod := e.serverPod(ctx, id)
+	if pod == nil {
+		t.Logf("  no server pod of %s to break the time down", id)
+		return
+	}
+	since := func(at metav1.Time) string { return fmt.Sprintf("%6.0fs", at.Sub(t0).Seconds()) }
+	sel := metav1.ListOptions{LabelSelector: volume.LabelVolumeID + "=" + id}
+	if deps, err := e.cluster.Client.AppsV1().Deployments(namespace).List(ctx, sel); err == nil && len(deps.Items) == 1 {
+		t.Logf("  %s Deployment created (pvnfs)", since(deps.Items[0].CreationTimestamp))
+	}
+	if rss, err := e.cluster.Client.AppsV1().ReplicaSets(namespace).List(ctx, sel); err == nil && len(rss.Items) == 1 {
+		t.Logf("  %s ReplicaSet created (the Deployment controller of kube-controller-manager)", since(rss.Items[0].CreationTimestamp))
+	}
+	t.Logf("  %s server pod created (the ReplicaSet controller of kube-controller-manager)", since(pod.CreationTimestamp))
+	for _, c := range pod.Status.Conditions {
+		switch c.Type {
+		case corev1.PodScheduled:
+			t.Logf("  %s server pod scheduled (kube-scheduler)", since(c.LastTransitionTime))
+		case corev1.PodReady:
+			t.Logf("  %s server pod Ready (kwok)", since(c.LastTransitionTime))
+		}
+	}
+	// An EndpointSlice has no condition times; the time of its last write is in its
+	// managed fields.
+	slices, err := e.cluster.Client.DiscoveryV1().EndpointSlices(namespace).List(ctx,
+		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + volume.ObjectName(id)})
+	if err == nil {
+		for _, sl := range slices.Items {
+			for _, f := range sl.ManagedFields {
+				if f.Time != nil {
+					t.Logf("  %s EndpointSlice written by %s (kube-controller-manager's EndpointSlice controller)", since(*f.Time), f.Manager)
+				}
+			}
+		}
+	}
+}
+
 func (e *env) objectCounts(ctx context.Context, t *testing.T, id string) map[string]int {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: volume.LabelVolumeID + "=" + id}
@@ -268,8 +311,9 @@ func TestFaultAPIServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("controller Probe ready %v after the API server's start", time.Since(start).Round(time.Millisecond))
-	e.createVolume(t, "fault-api-down-new", nil)
+	fresh := e.createVolume(t, "fault-api-down-new", nil)
 	t.Logf("new volume provisioned %v after the API server's start", time.Since(start).Round(time.Millisecond))
+	e.logServerTimeline(ctx, t, fresh.Handle, start)
 	if err := retry(ctx, func(ctx context.Context) error {
 		_, err := e.ctl.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: existing.Handle})
 		return err
