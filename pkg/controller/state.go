@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -117,7 +118,7 @@ func (c *cache) serverProblems(dep *appsv1.Deployment, pods []*corev1.Pod, name 
 		return []string{msg}
 	}
 	for _, p := range live {
-		if podReady(p) {
+		if p.DeletionTimestamp == nil && podutil.Ready(p) {
 			return nil
 		}
 	}
@@ -202,18 +203,6 @@ func eventTime(ev *corev1.Event) time.Time {
 		return ev.EventTime.Time
 	}
 	return ev.CreationTimestamp.Time
-}
-
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func phaseOr(phase, fallback string) string {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -337,7 +338,8 @@ func (o *observer) state(id, user string) volumeState {
 		s.pvcBound = s.pvcBound || (pvc.Status.Phase == corev1.ClaimBound && pvc.DeletionTimestamp == nil)
 	}
 	for _, obj := range list(o.pods, "server pod") {
-		s.podReady = s.podReady || podReady(obj.(*corev1.Pod))
+		p := obj.(*corev1.Pod)
+		s.podReady = s.podReady || (p.DeletionTimestamp == nil && podutil.Ready(p))
 	}
 	for _, obj := range list(o.endpoints, "EndpointSlice") {
 		for _, ep := range obj.(*discoveryv1.EndpointSlice).Endpoints {
@@ -386,16 +388,4 @@ func (o *observer) waitFor(ctx context.Context, what string, ids []string, done 
 			return fmt.Errorf("%d of %d volumes not %s: %w; e.g. %s: %s", len(missing), len(ids), what, ctx.Err(), missing[0], o.state(missing[0], o.get(missing[0]).user))
 		}
 	}
-}
-
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

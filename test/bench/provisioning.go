@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
+
+	"github.com/pvnfs/pvnfs/test/harness"
 )
 
 // provisioningTimeout bounds each burst (creating or deleting N volumes): a
@@ -294,7 +294,7 @@ func (e *env) pvnfsCreate(ctx context.Context, o *observer, prefix string, n int
 	err := parallel(n, func(i int) error {
 		name := fmt.Sprintf("%s-%d", prefix, i)
 		t0 := time.Now()
-		pvc, err := e.act.CoreV1().PersistentVolumeClaims(userNS).Create(ctx, rwxClaim(name), metav1.CreateOptions{})
+		pvc, err := e.act.CoreV1().PersistentVolumeClaims(userNS).Create(ctx, harness.RWXClaim(userNS, name, pvnfsClass, "1Gi"), metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating PVC %s: %w", name, err)
 		}
@@ -424,20 +424,6 @@ func (e *env) waitGone(ctx context.Context, o *observer, b *burst, start time.Ti
 	b.deleteTotal = last.Sub(start)
 	o.forget(b.ids)
 	return nil
-}
-
-// rwxClaim is a user's ReadWriteMany PVC of the pvnfs StorageClass.
-func rwxClaim(name string) *corev1.PersistentVolumeClaim {
-	class := pvnfsClass
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: userNS},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: &class,
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
 }
 
 // sleep waits for d or until ctx ends.

@@ -13,13 +13,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/pvnfs/pvnfs/pkg/volume"
 	"github.com/pvnfs/pvnfs/test/demo"
+	"github.com/pvnfs/pvnfs/test/harness"
 	"github.com/pvnfs/pvnfs/test/localcluster"
 )
 
@@ -180,14 +180,7 @@ func checkScaleDown(t *testing.T, ctx context.Context, s *demo.Stack, res *demo.
 // using it, and checks that it has its own server, address and files.
 func checkSecondVolume(t *testing.T, ctx context.Context, s *demo.Stack, res *demo.Result) *demo.Volume {
 	const name, ns, selector = "uploads", demo.WordPressNamespace, "app=uploads"
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: ptr.To(demo.StorageClassName),
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
+	pvc := harness.RWXClaim(ns, name, demo.StorageClassName, "1Gi")
 	if _, err := s.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

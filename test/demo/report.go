@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 )
 
 // PrintTable prints the replicas (pod, node, whether it sees the plugin, its mount)
@@ -49,7 +51,7 @@ func (s *Stack) PrintTable(ctx context.Context, res *Result) error {
 	fmt.Fprintf(tw, "  server Deployment\t%s\t%d/%d ready\n", v.Server.Name, v.Server.Status.ReadyReplicas, deref(v.Server.Spec.Replicas))
 	if pod := v.serverPod(); pod != nil {
 		state := string(pod.Status.Phase)
-		if podReady(pod) {
+		if podutil.Ready(pod) {
 			state += ", Ready"
 		}
 		fmt.Fprintf(tw, "  server pod\t%s\ton %s, %s\n", pod.Name, pod.Spec.NodeName, state)

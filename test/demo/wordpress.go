@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 	"github.com/pvnfs/pvnfs/test/kubeletsim"
 	"github.com/pvnfs/pvnfs/test/simnode"
@@ -258,7 +259,7 @@ func (s *Stack) WaitReplicas(ctx context.Context, namespace, selector, handle st
 		out = out[:0]
 		ready, mounted := 0, 0
 		for _, pod := range pods.Items {
-			if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil || !podReady(&pod) {
+			if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil || !podutil.Ready(&pod) {
 				continue
 			}
 			ready++
@@ -278,15 +279,6 @@ func (s *Stack) WaitReplicas(ctx context.Context, namespace, selector, handle st
 	}
 	slices.SortFunc(out, func(a, b Replica) int { return strings.Compare(a.Node+"/"+a.Pod, b.Node+"/"+b.Pod) })
 	return out, nil
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // Scale sets a Deployment's replicas.

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/pvnfs/pvnfs/test/harness"
 )
 
 // pvcSamples is how many PVCs one benchmark iteration binds.
@@ -63,7 +65,7 @@ func timeToBound(b *testing.B, e *env, ns, name, class string) time.Duration {
 	}
 	defer w.Stop()
 	start := time.Now()
-	if _, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwxClaim(ns, name, class), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, harness.RWXClaim(ns, name, class, "2Gi"), metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	for {

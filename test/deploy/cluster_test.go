@@ -18,12 +18,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 	"github.com/pvnfs/pvnfs/pkg/volume"
+	"github.com/pvnfs/pvnfs/test/harness"
 )
 
 // TestControlPlaneChartInstall installs the chart with helm and checks that every
@@ -135,20 +136,11 @@ func runningPods(ctx context.Context, e *env, component string) ([]corev1.Pod, e
 	}
 	var out []corev1.Pod
 	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && podReady(&p) {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && podutil.Ready(&p) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func deref[T any](p *T) any {
@@ -312,18 +304,6 @@ func exampleClass(t testing.TB, e *env, name, backend string) *storagev1.Storage
 	return created
 }
 
-func rwxClaim(ns, name, class string) *corev1.PersistentVolumeClaim {
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: &class,
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("2Gi")}},
-		},
-	}
-}
-
 // waitBound waits until a PVC is Bound and returns it.
 func waitBound(t testing.TB, e *env, ns, name string) *corev1.PersistentVolumeClaim {
 	t.Helper()
@@ -406,7 +386,7 @@ func TestControlPlaneProvisionRWX(t *testing.T) {
 	ctx := context.Background()
 	sc := exampleClass(t, e, "pvnfs-e2e", backendClass)
 	ns := appNamespace(t, e)
-	if _, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwxClaim(ns, "shared", sc.Name), metav1.CreateOptions{}); err != nil {
+	if _, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, harness.RWXClaim(ns, "shared", sc.Name, "2Gi"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pvc := waitBound(t, e, ns, "shared")
@@ -494,7 +474,7 @@ func TestControlPlaneMissingBackendClass(t *testing.T) {
 	const missingClass = "no-such-backend"
 	sc := exampleClass(t, e, "pvnfs-broken-backend", missingClass)
 	ns := appNamespace(t, e)
-	pvc, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwxClaim(ns, "orphan", sc.Name), metav1.CreateOptions{})
+	pvc, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, harness.RWXClaim(ns, "orphan", sc.Name, "2Gi"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/pvnfs/pvnfs/pkg/podutil"
 )
 
 const exampleDir = "deploy/examples/wordpress"
@@ -106,7 +108,7 @@ func waitReady(t testing.TB, e *env, ns, selector string, n int) []corev1.Pod {
 		}
 		ready = ready[:0]
 		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && podReady(&p) {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && podutil.Ready(&p) {
 				ready = append(ready, p)
 			}
 		}

@@ -89,15 +89,26 @@ func (f *fakeNode) wait(ctx context.Context) error {
 	}
 }
 
-func (f *fakeNode) Stage(ctx context.Context, v simnode.Volume) (string, error) {
-	if err := f.enter("stage", v.Handle); err != nil {
-		f.exit(v.Handle)
-		return "", err
+// begin starts a call: it records it (enter), then takes the node's delay. On
+// success the caller ends the call with done.
+func (f *fakeNode) begin(ctx context.Context, op, handle string) (done func(), err error) {
+	if err := f.enter(op, handle); err != nil {
+		f.exit(handle)
+		return nil, err
 	}
-	defer f.exit(v.Handle)
 	if err := f.wait(ctx); err != nil {
+		f.exit(handle)
+		return nil, err
+	}
+	return func() { f.exit(handle) }, nil
+}
+
+func (f *fakeNode) Stage(ctx context.Context, v simnode.Volume) (string, error) {
+	done, err := f.begin(ctx, "stage", v.Handle)
+	if err != nil {
 		return "", err
 	}
+	defer done()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.staged[v.Handle] = v
@@ -105,14 +116,11 @@ func (f *fakeNode) Stage(ctx context.Context, v simnode.Volume) (string, error) 
 }
 
 func (f *fakeNode) Publish(ctx context.Context, v simnode.Volume, podUID string, readOnly bool) (string, error) {
-	if err := f.enter("publish", v.Handle); err != nil {
-		f.exit(v.Handle)
+	done, err := f.begin(ctx, "publish", v.Handle)
+	if err != nil {
 		return "", err
 	}
-	defer f.exit(v.Handle)
-	if err := f.wait(ctx); err != nil {
-		return "", err
-	}
+	defer done()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.staged[v.Handle]; !ok {
@@ -127,14 +135,11 @@ func (f *fakeNode) Publish(ctx context.Context, v simnode.Volume, podUID string,
 }
 
 func (f *fakeNode) Unpublish(ctx context.Context, v simnode.Volume, podUID string) error {
-	if err := f.enter("unpublish", v.Handle); err != nil {
-		f.exit(v.Handle)
+	done, err := f.begin(ctx, "unpublish", v.Handle)
+	if err != nil {
 		return err
 	}
-	defer f.exit(v.Handle)
-	if err := f.wait(ctx); err != nil {
-		return err
-	}
+	defer done()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.published[v.Handle], podUID)
@@ -142,14 +147,11 @@ func (f *fakeNode) Unpublish(ctx context.Context, v simnode.Volume, podUID strin
 }
 
 func (f *fakeNode) Unstage(ctx context.Context, v simnode.Volume) error {
-	if err := f.enter("unstage", v.Handle); err != nil {
-		f.exit(v.Handle)
+	done, err := f.begin(ctx, "unstage", v.Handle)
+	if err != nil {
 		return err
 	}
-	defer f.exit(v.Handle)
-	if err := f.wait(ctx); err != nil {
-		return err
-	}
+	defer done()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := len(f.published[v.Handle]); n > 0 {
