@@ -7,7 +7,7 @@
 # repository, so that a fresh clone on the same machine reuses them. Each tool lives in
 # a directory named after its version, so bumping a version rebuilds only that tool.
 #
-# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|resizer|helm]...
+# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|helm|vmlab]...
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,9 +21,12 @@ log() { printf '==> %s\n' "$*" >&2; }
 # a machine that has them all needs no network.
 apt_packages=(etcd-server openssl util-linux iproute2 procps psmisc e2fsprogs dbus-daemon
   nfs-ganesha nfs-ganesha-vfs libnfs-utils)
-install_apt() {
+install_apt() { apt_install "${apt_packages[@]}"; }
+
+# apt_install installs the Debian packages given that are missing.
+apt_install() {
   local missing=()
-  for p in "${apt_packages[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -80,6 +83,24 @@ build_with_replaces() {
   )
 }
 
+# vmlab builds the VM lab's guest (test/vmlab/image/build.sh): Debian's kernel and a
+# Debian root with the pvnfs images' packages, booted by qemu under software
+# emulation. The directory is named after a hash of the recipe, so a change to it
+# builds a new guest.
+vmlab_packages=(qemu-system-x86 debootstrap busybox-static cpio kmod xz-utils e2fsprogs)
+install_vmlab() {
+  local dir="$PVNFS_TOOLS_DIR/vmlab-$VMLAB_VERSION"
+  [ -f "$dir/rootfs.ext4" ] && [ -f "$dir/initrd.cpio" ] && return 0
+  apt_install "${vmlab_packages[@]}"
+  # The kernel package is resolved from apt's lists, which a fresh machine lacks.
+  apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
+  rm -rf "$dir.tmp"
+  bash "$repo/test/vmlab/image/build.sh" "$dir.tmp"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  # Guests of earlier recipes are 400 MB each and nothing uses them any more.
+  find "$PVNFS_TOOLS_DIR" -maxdepth 1 -name 'vmlab-*' ! -name "vmlab-$VMLAB_VERSION" -exec rm -rf {} +
+}
+
 install_kube() {
   local dir="$PVNFS_TOOLS_DIR/kubernetes-$KUBE_VERSION"
   [ -x "$dir/kube-apiserver" ] && [ -x "$dir/kube-controller-manager" ] &&
@@ -129,12 +150,13 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-  all) install_apt; install_kube; install_kwok; install_provisioner; install_helm ;;
+  all) install_apt; install_kube; install_kwok; install_provisioner; install_helm; install_vmlab ;;
   apt) install_apt ;;
   kube) install_kube ;;
   kwok) install_kwok ;;
   provisioner) install_provisioner ;;
   helm) install_helm ;;
-  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner helm)" >&2; exit 2 ;;
+  vmlab) install_vmlab ;;
+  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner helm vmlab)" >&2; exit 2 ;;
   esac
 done

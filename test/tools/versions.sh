@@ -11,5 +11,7 @@ PROVISIONER_VERSION=${PROVISIONER_VERSION:-v6.3.0}
 # The staging version external-provisioner's replaces are resolved against.
 PROVISIONER_STAGING=${PROVISIONER_STAGING:-v0.${_clientgo#v0.}}
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
+# The VM lab's guest is named after its recipe: editing it builds a new one.
+VMLAB_VERSION=${VMLAB_VERSION:-$(cat "$_repo/test/vmlab/image/build.sh" "$_repo/test/vmlab/image/init" | sha256sum | cut -c1-12)}
 PVNFS_TOOLS_DIR=${PVNFS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pvnfs/tools}
-export KUBE_VERSION KWOK_VERSION PROVISIONER_VERSION PROVISIONER_STAGING HELM_VERSION PVNFS_TOOLS_DIR
+export KUBE_VERSION KWOK_VERSION PROVISIONER_VERSION PROVISIONER_STAGING HELM_VERSION VMLAB_VERSION PVNFS_TOOLS_DIR
