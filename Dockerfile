@@ -37,12 +37,15 @@ ENTRYPOINT ["/usr/local/bin/pvnfs-csi"]
 #   ganesha: ganesha.nfsd and its VFS backend (nfs-ganesha, nfs-ganesha-vfs), and
 #            dbus-daemon for the private bus Ganesha publishes its statistics on.
 # /run/pvnfs and /tmp are emptyDirs in the Ganesha pod, whose root is read-only.
+# Ganesha finds the filesystem of its export in /etc/mtab, which a minimal Debian
+# root may lack (debootstrap's does) and a read-only root cannot get at run time.
 FROM debian:${DEBIAN_RELEASE}-slim AS pvnfs-server
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       nfs-kernel-server nfs-ganesha nfs-ganesha-vfs dbus-daemon mount util-linux \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /run/pvnfs /var/lib/nfs/rpc_pipefs
+ && mkdir -p /run/pvnfs /var/lib/nfs/rpc_pipefs \
+ && ln -sf ../proc/self/mounts /etc/mtab
 COPY --from=build /out/pvnfs-server /usr/local/bin/pvnfs-server
 # NFS and /healthz, /readyz, /metrics (serverconfig.DefaultHealthPort).
 EXPOSE 2049/tcp 9102/tcp

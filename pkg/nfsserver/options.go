@@ -25,6 +25,10 @@ type Options struct {
 	HealthInterval time.Duration
 	// CheckTimeout bounds each health check and each statistics read.
 	CheckTimeout time.Duration
+	// BackendHungAfter is how long a write to the backend volume may stay blocked
+	// before the backend check fails (and with it /healthz); a slower write is
+	// slow storage, which a restart cannot help.
+	BackendHungAfter time.Duration
 	// StartTimeout bounds the engine's start.
 	StartTimeout time.Duration
 	// ShutdownTimeout bounds unexporting and stopping on SIGTERM. It must stay below
@@ -48,6 +52,7 @@ func DefaultOptions() Options {
 		ProcDir:          "/proc",
 		HealthInterval:   5 * time.Second,
 		CheckTimeout:     3 * time.Second,
+		BackendHungAfter: time.Minute,
 		StartTimeout:     2 * time.Minute,
 		ShutdownTimeout:  20 * time.Second,
 		FailureExitDelay: 2 * time.Second,
@@ -63,6 +68,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProcDir, "proc-dir", o.ProcDir, "the proc filesystem (nfsd statistics, helpers' threads and open files)")
 	fs.DurationVar(&o.HealthInterval, "health-interval", o.HealthInterval, "how often the health checks behind /healthz and /readyz run")
 	fs.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "deadline of each health check (RPC NULL probe, backend write probe, engine checks) and of each statistics read")
+	fs.DurationVar(&o.BackendHungAfter, "backend-hung-after", o.BackendHungAfter, "how long a write to the backend volume may stay blocked before /healthz fails; a write still in flight for less is slow storage, not a fault")
 	fs.DurationVar(&o.StartTimeout, "start-timeout", o.StartTimeout, "deadline of the NFS server's start")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "deadline of unexporting and stopping on SIGTERM; keep it below the pod's terminationGracePeriodSeconds")
 	fs.DurationVar(&o.FailureExitDelay, "failure-exit-delay", o.FailureExitDelay, "after a fatal failure, how long /healthz reports its cause before the server exits")
@@ -88,6 +94,7 @@ func (o Options) Validate() error {
 		zero bool
 	}{
 		{"health-interval", o.HealthInterval, false}, {"check-timeout", o.CheckTimeout, false},
+		{"backend-hung-after", o.BackendHungAfter, false},
 		{"start-timeout", o.StartTimeout, false}, {"shutdown-timeout", o.ShutdownTimeout, false},
 		{"failure-exit-delay", o.FailureExitDelay, true},
 	} {

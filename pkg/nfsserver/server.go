@@ -87,7 +87,7 @@ func New(cfg serverconfig.Config, opts Options, deps Deps) (*Server, error) {
 	return &Server{
 		cfg: cfg, opts: opts, settings: s, engine: eng, listen: listen,
 		health:  newHealth(),
-		prober:  &writeProber{dir: cfg.StateDir()},
+		prober:  newWriteProber(cfg.StateDir(), opts.BackendHungAfter),
 		rpcAddr: net.JoinHostPort(host, strconv.Itoa(cfg.NFSPort)),
 	}, nil
 }

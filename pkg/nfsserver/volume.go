@@ -187,32 +187,51 @@ func writeSync(path string) error {
 // writeProber runs the backend write probe for the health loop. A write stuck in
 // the kernel cannot be cancelled; the prober never starts a second one beside it,
 // and reports the stuck one until it returns.
+//
+// Slow is not hung. Under heavy synchronous load on slow storage one fsync can
+// take seconds (it waits for the journal commit of everyone's writes); failing
+// the check then would have the kubelet restart a server that is merely busy, and
+// a restart cannot make storage faster but costs every client a grace period. The
+// check fails only once a write has been blocked for hungAfter.
 type writeProber struct {
-	dir string
+	dir       string
+	hungAfter time.Duration
+	// write is writeSync; tests replace it.
+	write func(path string) error
 
 	mu       sync.Mutex
 	inFlight bool
 	since    time.Time
 }
 
-// probe returns nil when the volume took a synced write. A full volume (ENOSPC,
-// EDQUOT) counts as healthy: a restart cannot free space, and reads still work.
+func newWriteProber(dir string, hungAfter time.Duration) *writeProber {
+	return &writeProber{dir: dir, hungAfter: hungAfter, write: writeSync}
+}
+
+// probe returns nil when the volume took a synced write, or when the write has
+// not finished yet but has been in flight for less than hungAfter. A full volume
+// (ENOSPC, EDQUOT) counts as healthy: a restart cannot free space, and reads
+// still work.
 func (p *writeProber) probe(ctx context.Context) error {
 	p.mu.Lock()
 	if p.inFlight {
 		since := p.since
 		p.mu.Unlock()
-		return fmt.Errorf("a write to the backend volume has been blocked since %s", since.Format(time.RFC3339))
+		return p.slowOrHung(since)
 	}
 	p.inFlight, p.since = true, time.Now()
+	since := p.since
 	p.mu.Unlock()
 
 	done := make(chan error, 1)
 	go func() {
-		err := writeSync(filepath.Join(p.dir, probeFile))
+		err := p.write(filepath.Join(p.dir, probeFile))
 		p.mu.Lock()
 		p.inFlight = false
 		p.mu.Unlock()
+		if d := time.Since(since); d > p.hungAfter/4 {
+			klog.InfoS("A write to the backend volume was slow", "duration", d.Round(time.Millisecond), "err", err)
+		}
 		done <- err
 	}()
 	select {
@@ -223,6 +242,16 @@ func (p *writeProber) probe(ctx context.Context) error {
 		}
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("a write to the backend volume did not complete within the deadline: the storage may be hung")
+		return p.slowOrHung(since)
 	}
+}
+
+// slowOrHung judges a write in flight since since.
+func (p *writeProber) slowOrHung(since time.Time) error {
+	d := time.Since(since)
+	if d < p.hungAfter {
+		klog.V(2).InfoS("A write to the backend volume is still in flight; slow storage, not yet hung", "for", d.Round(time.Millisecond), "hungAfter", p.hungAfter)
+		return nil
+	}
+	return fmt.Errorf("a write to the backend volume has been blocked since %s (%s): the storage is hung", since.Format(time.RFC3339), d.Round(time.Second))
 }

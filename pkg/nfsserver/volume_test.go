@@ -138,36 +138,36 @@ func TestPrepareVolumeLeavesCorrectRootAlone(t *testing.T) {
 	}
 }
 
-// TestWriteProber: a write stuck in the kernel fails the check at the deadline, and
-// no second write is started beside it until it returns.
+// TestWriteProber: a write that is slow but has been in flight for less than the
+// hung threshold passes the check; one blocked for longer fails it; no second
+// write starts beside one in flight.
 func TestWriteProber(t *testing.T) {
 	dir := t.TempDir()
-	p := &writeProber{dir: dir}
+	p := newWriteProber(dir, time.Hour)
 	if err := p.probe(context.Background()); err != nil {
 		t.Fatalf("probe on a writable dir: %v", err)
 	}
 
-	fifo := filepath.Join(dir, probeFile)
-	if err := os.Remove(fifo); err != nil {
-		t.Fatal(err)
+	release := make(chan struct{})
+	writes := 0
+	p.write = func(string) error {
+		writes++
+		<-release
+		return nil
 	}
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := p.probe(ctx); err == nil || !strings.Contains(err.Error(), "did not complete within the deadline") {
-		t.Fatalf("probe on a blocked write = %v", err)
+	if err := p.probe(ctx); err != nil {
+		t.Fatalf("probe on a slow write = %v, want healthy (in flight for less than the hung threshold)", err)
 	}
+	p.mu.Lock()
+	p.hungAfter = 10 * time.Millisecond // the same write, now blocked for longer than the threshold
+	p.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
 	if err := p.probe(context.Background()); err == nil || !strings.Contains(err.Error(), "has been blocked since") {
-		t.Fatalf("second probe = %v, want the first one reported as stuck", err)
+		t.Fatalf("probe with a write blocked beyond the threshold = %v, want it reported as hung", err)
 	}
-	// Unblock the stuck write: open the FIFO for reading and drain it.
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	close(release)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		p.mu.Lock()
@@ -177,14 +177,15 @@ func TestWriteProber(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the stuck write never finished")
+			t.Fatal("the blocked write never finished")
 		}
-		buf := make([]byte, 512)
-		_, _ = r.Read(buf)
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if writes != 1 {
+		t.Errorf("%d writes started, want 1: no second write beside one in flight", writes)
 	}
 
-	missing := &writeProber{dir: filepath.Join(dir, "missing")}
+	missing := newWriteProber(filepath.Join(dir, "missing"), time.Hour)
 	if err := missing.probe(context.Background()); err == nil {
 		t.Error("probe in a missing directory succeeded")
 	}

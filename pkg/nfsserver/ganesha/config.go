@@ -21,6 +21,10 @@ const (
 // ExportID is the Export_Id of the volume's export. 0 is the pseudo root.
 const ExportID = 1
 
+// AnonymousID is the uid and gid squashed users get: nobody and nogroup, what the
+// kernel server uses, so that switching engines changes nothing clients see.
+const AnonymousID = 65534
+
 // RecoverySubdir is the directory below the state directory that is Ganesha's
 // RecoveryRoot: its client records (v4recov/, v4old/) live on the backend volume.
 const RecoverySubdir = "ganesha"
@@ -103,6 +107,9 @@ func Config(s engine.Settings, runDir string) []byte {
 	} else {
 		w("\tSquash = No_Root_Squash;")
 	}
+	w("\t# Squashed users become nobody (65534), as with the kernel server; Ganesha's own default is 4294967294.")
+	w("\tAnonymous_uid = %d;", AnonymousID)
+	w("\tAnonymous_gid = %d;", AnonymousID)
 	w("\tProtocols = 4;")
 	w("\tTransports = TCP;")
 	w("\tSecType = sys;")

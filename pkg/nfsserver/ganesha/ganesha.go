@@ -82,6 +82,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		name string
 		fn   func(context.Context) error
 	}{
+		{"check the mount table", e.checkMountTable},
 		{"prepare the run directory", e.prepareRunDir},
 		{"start dbus-daemon", e.startDBus},
 		{"write the Ganesha configuration", e.writeConfig},
@@ -94,6 +95,15 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkMountTable fails early, and says why, when the image lacks /etc/mtab:
+// Ganesha would fail to create the export with "setmntent(/etc/mtab): No such
+// file or directory" and keep running without it.
+func (e *Engine) checkMountTable(context.Context) error {
+	_, err := os.Stat(e.o.MountTable)
+	return engine.Fail("check the mount table", err,
+		"the server image must link "+e.o.MountTable+" to /proc/self/mounts (the pvnfs-server image does): Ganesha finds the export's filesystem there")
 }
 
 func (e *Engine) prepareRunDir(context.Context) error {

@@ -23,6 +23,9 @@ type Options struct {
 	ProcDir string
 	// CallTimeout bounds each D-Bus call and the wait for dbus-daemon's socket.
 	CallTimeout time.Duration
+	// MountTable is where Ganesha's VFS backend reads the mount table to find the
+	// filesystem of the export: /etc/mtab, hard-coded in Ganesha.
+	MountTable string
 }
 
 // DefaultOptions returns the settings of the pvnfs-server image.
@@ -34,6 +37,7 @@ func DefaultOptions() Options {
 		LogLevel:      "NIV_EVENT",
 		ProcDir:       "/proc",
 		CallTimeout:   5 * time.Second,
+		MountTable:    "/etc/mtab",
 	}
 }
 
@@ -44,6 +48,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RunDir, "run-dir", o.RunDir, "ganesha engine: scratch directory for the generated ganesha.conf and dbus.conf, the D-Bus socket and the pid file")
 	fs.StringVar(&o.LogLevel, "ganesha-log-level", o.LogLevel, "ganesha engine: Ganesha's log level (NIV_CRIT, NIV_MAJ, NIV_WARN, NIV_EVENT, NIV_INFO, NIV_DEBUG, NIV_FULL_DEBUG)")
 	fs.DurationVar(&o.CallTimeout, "ganesha-call-timeout", o.CallTimeout, "ganesha engine: deadline of each D-Bus call to Ganesha")
+	fs.StringVar(&o.MountTable, "ganesha-mount-table", o.MountTable, "ganesha engine: the mount table Ganesha reads (it always reads /etc/mtab; checked at start)")
 }
 
 // Validate checks the options, naming the flag at fault.

@@ -92,6 +92,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		{"stop nfsd left running in this pod", e.stopLeftover},
 		{"mount rpc_pipefs", e.mountPipefs},
 		{"configure nfsd versions, lease and grace", e.configure},
+		{"build the NFSv4 pseudo-root", e.buildPseudoRoot},
 		{"write the exports file", e.writeExports},
 		{"start nfsdcld", e.startNfsdcld},
 		{"start rpc.mountd", e.startMountd},
@@ -149,15 +150,49 @@ func (e *Engine) mountRemedy(fstype string) string {
 }
 
 func (e *Engine) mount(ctx context.Context, fstype, source, dir string) error {
+	return e.runMount(ctx, dir, "-t", fstype, source, dir)
+}
+
+// runMount runs mount(8) with args, creating the mount point dir first.
+func (e *Engine) runMount(ctx context.Context, dir string, args ...string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.o.CommandTimeout)
 	defer cancel()
-	out, err := e.run.Run(ctx, command.Cmd{Name: e.o.MountCmd, Args: []string{"-t", fstype, source, dir}})
+	out, err := e.run.Run(ctx, command.Cmd{Name: e.o.MountCmd, Args: args})
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
 	}
+	return nil
+}
+
+// buildPseudoRoot gives nfsd an NFSv4 pseudo-root it can export. Without one,
+// rpc.mountd builds it on the container's root filesystem, which is an overlayfs
+// under every container runtime, and the kernel refuses to export overlayfs
+// ("exp_export: export of invalid fs type"): no client could mount the volume. A
+// small tmpfs instead holds the export's path with the export bound there, and
+// nfs.conf's [exports] rootdir makes it the root of every export path. Clients
+// still mount /data/export, and walking the pseudo-root shows them nothing of the
+// container or the backend volume but the export.
+func (e *Engine) buildPseudoRoot(ctx context.Context) error {
+	const step = "build the NFSv4 pseudo-root"
+	root := e.o.NFSRootDir
+	if err := e.runMount(ctx, root, "-t", "tmpfs", "-o", "mode=0755,size=1m", "pvnfs-nfsroot", root); err != nil {
+		return engine.Fail(step, err, remedyPrivileged)
+	}
+	target := filepath.Join(root, e.s.ExportDir)
+	if err := e.runMount(ctx, target, "--bind", e.s.ExportDir, target); err != nil {
+		return engine.Fail(step, err, remedyPrivileged)
+	}
+	if err := os.MkdirAll(filepath.Dir(e.o.NFSConfFile), 0o755); err != nil {
+		return engine.Fail(step, err, "the container's "+filepath.Dir(e.o.NFSConfFile)+" must be writable")
+	}
+	conf := fmt.Sprintf("# Written by pvnfs-server; rewritten at every start.\n[exports]\nrootdir = %s\n", root)
+	if err := os.WriteFile(e.o.NFSConfFile, []byte(conf), 0o644); err != nil {
+		return engine.Fail(step, err, "the container's "+filepath.Dir(e.o.NFSConfFile)+" must be writable")
+	}
+	klog.InfoS("NFSv4 pseudo-root built", "root", root, "export", e.s.ExportDir, "conf", e.o.NFSConfFile)
 	return nil
 }
 
@@ -176,10 +211,9 @@ func (e *Engine) stopLeftover(ctx context.Context) error {
 	if threads == 0 && strings.TrimSpace(ports) == "" {
 		return nil
 	}
+	// As in Stop, the threads alone: stopping them drops the namespace's export
+	// cache, and the earlier container's exports table went with its filesystem.
 	klog.InfoS("nfsd is running from an earlier container of this pod; stopping it", "threads", threads, "listeners", strings.TrimSpace(ports))
-	if _, err := e.runExportfs(ctx, "-ua"); err != nil {
-		klog.ErrorS(err, "Could not unexport the earlier container's exports; continuing")
-	}
 	if err := e.writeCtl(ctx, "threads", "0\n"); err != nil {
 		return engine.Fail("stop nfsd left running in this pod", err, remedyHungNfsd)
 	}
@@ -243,8 +277,14 @@ func (e *Engine) writeExports(context.Context) error {
 	return nil
 }
 
-// startNfsdcld starts the client tracking daemon before nfsd: nfsd looks for it
-// once, when its threads start, and falls back to no tracking at all in a container.
+// startNfsdcld starts the client tracking daemon and waits until it is ready for
+// nfsd: nfsd looks for nfsdcld once, when its threads start, and gives it one
+// second to open the upcall pipe before it falls back to no client tracking at
+// all in a container (so that no client can reclaim its state after a restart).
+// nfsdcld opens the pipe from its event loop, which it enters only after it has
+// opened and set up its database on the backend volume: on slow storage that
+// alone takes seconds. It is ready once it watches rpc_pipefs for the pipe
+// (an inotify descriptor) or holds the pipe.
 func (e *Engine) startNfsdcld(ctx context.Context) error {
 	const step = "start nfsdcld"
 	if err := os.MkdirAll(e.cldStorageDir(), 0o700); err != nil {
@@ -255,13 +295,17 @@ func (e *Engine) startNfsdcld(ctx context.Context) error {
 	if err != nil {
 		return engine.Fail(step, err, "the server image must contain nfsdcld (Debian package nfs-kernel-server)")
 	}
-	// nfsdcld opens its database first: once it has, it is ready for the kernel.
-	db := filepath.Join(e.cldStorageDir(), "main.sqlite")
-	if err := e.waitOpen(ctx, helperNfsdcld, p, db); err != nil {
-		return engine.Fail(step, err, "check nfsdcld's messages above; its database "+db+" must be on a writable backend volume")
+	if err := e.waitOpen(ctx, helperNfsdcld, p, e.o.HelperTimeout, inotifyFile, e.cldPipe()); err != nil {
+		return engine.Fail(step, err, "check nfsdcld's messages above; it keeps its database in "+e.cldStorageDir()+
+			" on the backend volume, which must be writable and answer within "+e.o.HelperTimeout.String())
 	}
 	return nil
 }
+
+// inotifyFile is how /proc/PID/fd shows an inotify descriptor.
+const inotifyFile = "anon_inode:inotify"
+
+func (e *Engine) cldPipe() string { return filepath.Join(e.o.RPCPipefsDir, "nfsd", "cld") }
 
 func (e *Engine) startMountd(ctx context.Context) error {
 	const step = "start rpc.mountd"
@@ -272,7 +316,7 @@ func (e *Engine) startMountd(ctx context.Context) error {
 	if err != nil {
 		return engine.Fail(step, err, "the server image must contain rpc.mountd (Debian package nfs-kernel-server)")
 	}
-	if err := e.waitOpen(ctx, helperMountd, p, "/net/rpc/nfsd.export/channel"); err != nil {
+	if err := e.waitOpen(ctx, helperMountd, p, e.o.HelperTimeout, "/net/rpc/nfsd.export/channel"); err != nil {
 		return engine.Fail(step, err, "check rpc.mountd's messages above")
 	}
 	return nil
@@ -327,26 +371,57 @@ func (e *Engine) startThreads(ctx context.Context) error {
 	return nil
 }
 
+// trackingAttempts bounds the restarts of the threads in checkClientTracking.
+const trackingAttempts = 3
+
 // checkClientTracking verifies that nfsd found nfsdcld: the kernel creates the
 // upcall pipe when its threads start, and nfsdcld opens it at once. Without it,
 // nfsd keeps no client records and clients cannot reclaim state after a restart.
+// nfsd gives nfsdcld one second; when it gave up before nfsdcld opened the pipe,
+// the threads are started again (nfsd sets up tracking anew each time), which
+// costs nothing this early: no client has state yet.
 func (e *Engine) checkClientTracking(ctx context.Context) error {
+	const step = "check NFSv4 client tracking"
 	p := e.helperProcess(helperNfsdcld)
-	pipe := filepath.Join(e.o.RPCPipefsDir, "nfsd", "cld")
-	return engine.Fail("check NFSv4 client tracking", e.waitOpen(ctx, helperNfsdcld, p, pipe),
-		"the node's kernel must be 5.2 or newer, whose nfsd tracks clients through nfsdcld in containers")
+	var err error
+	for attempt := 1; attempt <= trackingAttempts; attempt++ {
+		if err = e.waitOpen(ctx, helperNfsdcld, p, e.o.TrackingTimeout, e.cldPipe()); err == nil {
+			return nil
+		}
+		if p == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-p.Done():
+			return engine.Fail(step, command.ExitError(helperNfsdcld, p), "check nfsdcld's messages above")
+		default:
+		}
+		klog.ErrorS(err, "nfsd started without NFSv4 client tracking; starting its threads again", "attempt", attempt)
+		if err := e.writeCtl(ctx, "threads", "0\n"); err != nil {
+			return engine.Fail(step, err, remedyHungNfsd)
+		}
+		if err := e.startThreads(ctx); err != nil {
+			return err
+		}
+	}
+	return engine.Fail(step, fmt.Errorf("nfsd started %d times without nfsdcld: %w", trackingAttempts, err),
+		"nfsdcld did not open nfsd's upcall pipe within the second the kernel waits for it: check nfsdcld's messages above and the node's kernel log "+
+			"(dmesg: \"NFSD: Unable to initialize client recovery tracking\"); the node's kernel must track NFSv4 clients through nfsdcld in a container (verified with Linux 6.1)")
 }
 
-// Stop implements engine.Engine: unexport, stop the threads, stop the helpers. Each
-// step runs even when an earlier one failed, so nothing is left behind.
+// Stop implements engine.Engine: stop the threads, then the helpers. Each step
+// runs even when an earlier one failed, so nothing is left behind.
+//
+// The threads go first, as systemd's nfs-server unit does it. Unexporting first
+// (exportfs -ua) leaves nfsd running without the export for as long as that
+// takes (up to a second under load), and every request in that window is
+// refused with NFS4ERR_ACCESS, which the client's hard mount does not retry:
+// applications saw EACCES on open, write and fsync. With the threads stopped,
+// clients see a server that does not answer, wait, and reclaim their state from
+// the next one; stopping the threads also drops the kernel's export cache of
+// this network namespace, so no unexport is needed.
 func (e *Engine) Stop(ctx context.Context) error {
 	var errs []error
-	if err := engine.RunStep("unexport", func() error {
-		_, err := e.runExportfs(ctx, "-ua")
-		return err
-	}); err != nil {
-		errs = append(errs, err)
-	}
 	if err := engine.RunStep("stop the nfsd threads", func() error {
 		if _, err := os.Stat(e.nfsd("threads")); err != nil {
 			return nil // never mounted: nothing runs
@@ -439,41 +514,49 @@ func (e *Engine) readInt(ctx context.Context, name string) (int, error) {
 
 func (e *Engine) helperProcess(name string) command.Process { return e.helpers.Process(name) }
 
-// waitOpen waits until helper p has a file open whose path ends with suffix: the
-// sign that it has reached its kernel interface. It fails early when p exits.
-func (e *Engine) waitOpen(ctx context.Context, name string, p command.Process, suffix string) error {
+// waitOpen waits up to timeout until helper p has a file open whose path ends
+// with one of suffixes: the sign that it has reached its kernel interface. It
+// fails early when p exits.
+func (e *Engine) waitOpen(ctx context.Context, name string, p command.Process, timeout time.Duration, suffixes ...string) error {
 	if p == nil {
 		return fmt.Errorf("%s is not running", name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.o.HelperTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	fdDir := filepath.Join(e.o.ProcDir, strconv.Itoa(p.Pid()), "fd")
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if hasOpen(fdDir, suffix) {
-			klog.InfoS("Helper is connected", "helper", name, "pid", p.Pid(), "file", suffix)
+		if file, ok := hasOpen(fdDir, suffixes); ok {
+			klog.InfoS("Helper is connected", "helper", name, "pid", p.Pid(), "file", file)
 			return nil
 		}
 		select {
 		case <-p.Done():
 			return command.ExitError(name, p)
 		case <-ctx.Done():
-			return fmt.Errorf("%s (pid %d) did not open %s within %s", name, p.Pid(), suffix, e.o.HelperTimeout)
+			return fmt.Errorf("%s (pid %d) did not open %s within %s", name, p.Pid(), strings.Join(suffixes, " or "), timeout)
 		case <-tick.C:
 		}
 	}
 }
 
-func hasOpen(fdDir, suffix string) bool {
+// hasOpen returns the first open file in fdDir that ends with one of suffixes.
+func hasOpen(fdDir string, suffixes []string) (string, bool) {
 	entries, err := os.ReadDir(fdDir)
 	if err != nil {
-		return false
+		return "", false
 	}
 	for _, d := range entries {
-		if target, err := os.Readlink(filepath.Join(fdDir, d.Name())); err == nil && strings.HasSuffix(target, suffix) {
-			return true
+		target, err := os.Readlink(filepath.Join(fdDir, d.Name()))
+		if err != nil {
+			continue
+		}
+		for _, s := range suffixes {
+			if strings.HasSuffix(target, s) {
+				return target, true
+			}
 		}
 	}
-	return false
+	return "", false
 }

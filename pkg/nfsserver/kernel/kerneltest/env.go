@@ -57,7 +57,8 @@ type Env struct {
 	// NfsdModule false makes the nfsd filesystem unknown to the kernel: mounting
 	// it fails, as on a node without the nfsd module.
 	NfsdModule bool
-	// TrackClients false keeps nfsdcld from ever opening the kernel's pipe.
+	// TrackClients false keeps nfsdcld from ever opening the kernel's pipe: nfsd
+	// started without client tracking, however often its threads start.
 	TrackClients bool
 	// LoadExports false makes exportfs -r succeed without writing etab.
 	LoadExports bool
@@ -76,8 +77,11 @@ func New(t *testing.T) *Env {
 	o.RPCPipefsDir = filepath.Join(root, "pipefs")
 	o.ExportsFile = filepath.Join(root, "etc", "exports")
 	o.NFSStateDir = filepath.Join(root, "var", "lib", "nfs")
+	o.NFSRootDir = filepath.Join(root, "nfsroot")
+	o.NFSConfFile = filepath.Join(root, "etc", "nfs.conf.d", "pvnfs.conf")
 	o.CommandTimeout = 2 * time.Second
 	o.HelperTimeout = 300 * time.Millisecond
+	o.TrackingTimeout = 100 * time.Millisecond
 	e.Options = o
 	for _, d := range []string{e.VolumeRoot + "/lost+found", o.ProcDir + "/net/rpc", o.NFSStateDir} {
 		must(t, os.MkdirAll(d, 0o755))
@@ -126,7 +130,16 @@ func (e *Env) MountNfsd(t *testing.T, threads int, ports string) {
 }
 
 func (e *Env) mount(c command.Cmd) ([]byte, error) {
-	if len(c.Args) != 4 || c.Args[0] != "-t" {
+	switch {
+	case len(c.Args) == 3 && c.Args[0] == "--bind":
+		// The pseudo-root's bind of the export: the fake records it as a symlink.
+		if err := os.Remove(c.Args[2]); err != nil {
+			return nil, err
+		}
+		return nil, os.Symlink(c.Args[1], c.Args[2])
+	case len(c.Args) == 6 && c.Args[1] == "tmpfs":
+		return nil, nil
+	case len(c.Args) != 4 || c.Args[0] != "-t":
 		return nil, fmt.Errorf("unexpected mount %v", c.Args)
 	}
 	filesystems := "nodev\tsysfs\nnodev\trpc_pipefs\n"
@@ -197,7 +210,7 @@ func (e *Env) exportfs(c command.Cmd) ([]byte, error) {
 
 func (e *Env) startNfsdcld(c command.Cmd, p *commandtest.Proc) error {
 	storage := argAfter(c.Args, "--storagedir")
-	links := map[string]string{"3": filepath.Join(storage, "main.sqlite")}
+	links := map[string]string{"3": filepath.Join(storage, "main.sqlite"), "5": "anon_inode:inotify"}
 	if e.TrackClients {
 		links["4"] = filepath.Join(argAfter(c.Args, "--pipefsdir"), "nfsd", "cld")
 	}
