@@ -49,12 +49,20 @@ func boot(t *testing.T, name, run string, timeout time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kept after the test: the console, the guest's kernel log and every pod's log
-	// are what explains a failure.
-	dir := filepath.Join(os.TempDir(), "pvnfs-vmlab", name)
-	if err := os.RemoveAll(dir); err != nil {
+	// Kept when the test fails: the console, the guest's kernel log and every
+	// pod's log are what explains a failure.
+	if err := os.MkdirAll(filepath.Join(os.TempDir(), "pvnfs-vmlab"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	dir, err := os.MkdirTemp(filepath.Join(os.TempDir(), "pvnfs-vmlab"), name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = os.RemoveAll(dir)
+		}
+	})
 	if err := binaries.Build(ctx, repo, filepath.Join(dir, "bin")); err != nil {
 		t.Fatal(err)
 	}
