@@ -587,18 +587,21 @@ func TestStageRecoversBrokenMount(t *testing.T) {
 	tests := []struct {
 		name      string
 		statfs    error // nil: blocks (server not responding)
-		unmount   func(context.Context, string, mounter.UnmountMode) error
-		podMounts int
-		wantSteps []string
+		unmount    func(context.Context, string, mounter.UnmountMode) error
+		podMounts  int
+		wantSteps  []string
+		wantMounts int
 	}{
-		{name: "stale: plain umount suffices", statfs: unix.ESTALE, wantSteps: []string{"umount"}},
+		{name: "stale: plain umount suffices", statfs: unix.ESTALE, wantSteps: []string{"umount"}, wantMounts: 1},
 		{name: "stale and busy: force, then lazy", statfs: unix.ESTALE, unmount: busy, podMounts: 2,
-			wantSteps: []string{"umount", "umount -f", "umount -l"}},
-		{name: "EIO counts as stale", statfs: unix.EIO, unmount: busy, wantSteps: []string{"umount", "umount -f", "umount -l"}},
-		{name: "not responding, no pods: umount killed, force, lazy", unmount: hang,
-			wantSteps: []string{"umount", "umount -f", "umount -l"}},
-		{name: "not responding with pods using it: never force", unmount: hang, podMounts: 1,
-			wantSteps: []string{"umount", "umount -l"}},
+			wantSteps: []string{"umount", "umount -f", "umount -l"}, wantMounts: 1},
+		{name: "EIO counts as stale", statfs: unix.EIO, unmount: busy, wantSteps: []string{"umount", "umount -f", "umount -l"}, wantMounts: 1},
+		{name: "stale, helper hangs: killed, then force and lazy", statfs: unix.ESTALE, unmount: hang, podMounts: 1,
+			wantSteps: []string{"umount", "umount -f", "umount -l"}, wantMounts: 1},
+		// A mount whose server does not answer is left alone: a new mount could
+		// not reach the server either, and the pods would lose the volume.
+		{name: "not responding, no pods: left alone", unmount: hang, wantSteps: nil, wantMounts: 0},
+		{name: "not responding with pods using it: left alone", unmount: hang, podMounts: 1, wantSteps: nil, wantMounts: 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -633,8 +636,8 @@ func TestStageRecoversBrokenMount(t *testing.T) {
 			if !slices.Equal(steps, tc.wantSteps) {
 				t.Errorf("unmount steps %q, want %q", steps, tc.wantSteps)
 			}
-			if n := count(e.fake.Calls()[before:], "mount -t nfs4"); n != 1 {
-				t.Errorf("mounted %d times after recovery, want 1", n)
+			if n := count(e.fake.Calls()[before:], "mount -t nfs4"); n != tc.wantMounts {
+				t.Errorf("mounted %d times, want %d", n, tc.wantMounts)
 			}
 		})
 	}

@@ -12,9 +12,10 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
-// DefaultMountOptions are the NFS options of a volume whose StorageClass sets no
-// mountOptions, chosen for a shared web root that must ride out a failover of its
-// server (docs/node.md explains each):
+// DefaultMountOptions are the NFS options every volume is mounted with, unless
+// its StorageClass's mountOptions replace one (see mergeOptions), chosen for a
+// shared web root that must ride out a failover of its server (docs/node.md
+// explains each):
 //   - hard: a request waits for the server to come back instead of failing with
 //     EIO, so applications see a pause, not errors or torn writes;
 //   - noresvport: reconnect from a new, unprivileged source port. The old port's
@@ -25,30 +26,80 @@ import (
 //     lost segments, so shorter only adds duplicate requests to a busy server;
 //   - retrans=2: after two retransmissions the client logs "server not
 //     responding" (and, being hard, keeps trying), so an outage shows in the node's
-//     log within minutes.
+//     log within minutes;
+//   - nosharecache: the mount gets a superblock of its own. Without it, a new
+//     mount of an export that is still mounted (a stale staging mount whose pods
+//     still hold it) reuses the old superblock, and with it the stale state the
+//     new mount was meant to replace.
 //
 // The version (vers=4.2, falling back to 4.1) is added by mountAttempts.
 func DefaultMountOptions() []string {
-	return []string{"hard", "noresvport", "timeo=600", "retrans=2"}
+	return []string{"hard", "noresvport", "timeo=600", "retrans=2", "nosharecache"}
+}
+
+// exclusive lists the NFS options of which a mount takes only one: a
+// StorageClass's choice replaces the default of its group.
+var exclusive = [][]string{
+	{"hard", "soft", "softerr"},
+	{"resvport", "noresvport"},
+	{"sharecache", "nosharecache"},
+	{"ac", "noac"},
+	{"cto", "nocto"},
+}
+
+// mergeOptions returns the defaults with the StorageClass's mount options
+// applied: an option replaces the default with the same key (timeo=100 replaces
+// timeo=600) or of its exclusive group (soft replaces hard), and every other
+// option is added. So an option that only tunes (nconnect=4, rsize=...) never
+// drops a default failover depends on (hard, noresvport); one that contradicts a
+// default wins, because the StorageClass asked for it.
+func mergeOptions(defaults, user []string) []string {
+	key := func(o string) string { k, _, _ := strings.Cut(o, "="); return k }
+	group := func(o string) []string {
+		for _, g := range exclusive {
+			if slices.Contains(g, key(o)) {
+				return g
+			}
+		}
+		return []string{key(o)}
+	}
+	replaced := map[string]bool{}
+	for _, o := range user {
+		for _, k := range group(o) {
+			replaced[k] = true
+		}
+	}
+	var out []string
+	for _, o := range defaults {
+		if !replaced[key(o)] {
+			out = append(out, o)
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range user {
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // mountAttempts returns the option lists to try, in order, for a volume:
-// mountFlags (the StorageClass's mountOptions) or DefaultMountOptions, plus the NFS
-// version: pinned ("4.1"/"4.2" from the volume context) alone, or 4.2 then 4.1.
-// Mount flags that name a version are used as they are, with no fallback; they
-// must agree with a pinned version. readOnly adds "ro".
+// DefaultMountOptions merged with mountFlags (the StorageClass's mountOptions, see
+// mergeOptions), plus the NFS version: pinned ("4.1"/"4.2" from the volume context)
+// alone, or 4.2 then 4.1. Mount flags that name a version are used as they are,
+// with no fallback; they must agree with a pinned version. readOnly adds "ro".
 func mountAttempts(pinned string, mountFlags []string, readOnly bool) ([][]string, error) {
-	var opts []string
+	var user []string
 	for _, f := range mountFlags {
 		for _, o := range strings.Split(f, ",") {
 			if o = strings.TrimSpace(o); o != "" {
-				opts = append(opts, o)
+				user = append(user, o)
 			}
 		}
 	}
-	if len(opts) == 0 {
-		opts = DefaultMountOptions()
-	}
+	opts := mergeOptions(DefaultMountOptions(), user)
 	if readOnly && !slices.Contains(opts, "ro") {
 		opts = append(opts, "ro")
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestMountAttempts(t *testing.T) {
-	defaults := "hard noresvport timeo=600 retrans=2"
+	defaults := "hard noresvport timeo=600 retrans=2 nosharecache"
 	tests := []struct {
 		name       string
 		pinned     string
@@ -31,20 +31,32 @@ func TestMountAttempts(t *testing.T) {
 			want: [][]string{split(defaults + " ro vers=4.2")},
 		},
 		{
-			name: "StorageClass mountOptions replace the defaults", mountFlags: []string{"soft", "timeo=100"},
-			want: [][]string{split("soft timeo=100 vers=4.2"), split("soft timeo=100 vers=4.1")},
+			name: "a tuning option adds to the defaults", mountFlags: []string{"nconnect=4"},
+			want: [][]string{split(defaults + " nconnect=4 vers=4.2"), split(defaults + " nconnect=4 vers=4.1")},
+		},
+		{
+			name: "an option replaces the default of its key or exclusive group", mountFlags: []string{"soft", "timeo=100"},
+			want: [][]string{split("noresvport retrans=2 nosharecache soft timeo=100 vers=4.2"), split("noresvport retrans=2 nosharecache soft timeo=100 vers=4.1")},
+		},
+		{
+			name: "softerr and resvport replace hard and noresvport", mountFlags: []string{"softerr,resvport"},
+			want: [][]string{split("timeo=600 retrans=2 nosharecache softerr resvport vers=4.2"), split("timeo=600 retrans=2 nosharecache softerr resvport vers=4.1")},
 		},
 		{
 			name: "comma-joined and blank mount flags are split and trimmed", mountFlags: []string{"hard, noac", " ", ""},
-			want: [][]string{split("hard noac vers=4.2"), split("hard noac vers=4.1")},
+			want: [][]string{split("noresvport timeo=600 retrans=2 nosharecache hard noac vers=4.2"), split("noresvport timeo=600 retrans=2 nosharecache hard noac vers=4.1")},
 		},
 		{
-			name: "version in mountOptions: used as is, no fallback", mountFlags: []string{"nfsvers=4.1", "hard"},
-			want: [][]string{split("nfsvers=4.1 hard")},
+			name: "a repeated option counts once", mountFlags: []string{"nconnect=2", "nconnect=2"},
+			want: [][]string{split(defaults + " nconnect=2 vers=4.2"), split(defaults + " nconnect=2 vers=4.1")},
+		},
+		{
+			name: "version in mountOptions: used with the defaults, no fallback", mountFlags: []string{"nfsvers=4.1", "hard"},
+			want: [][]string{split("noresvport timeo=600 retrans=2 nosharecache nfsvers=4.1 hard")},
 		},
 		{
 			name: "vers=4 with minorversion agrees with the pinned version", pinned: "4.1", mountFlags: []string{"vers=4", "minorversion=1"},
-			want: [][]string{split("vers=4 minorversion=1")},
+			want: [][]string{split(defaults + " vers=4 minorversion=1")},
 		},
 		{
 			name: "only blank flags fall back to the defaults", mountFlags: []string{" "},

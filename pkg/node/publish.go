@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,7 +32,10 @@ type publishRequest struct {
 
 // NodePublishVolume bind-mounts the staging mount at the pod's target path,
 // read-only when asked. It first checks the staging mount and stages again when it
-// is stale or hung, so a pod never gets a broken mount.
+// is stale, so a pod never gets a stale mount. When the server does not answer,
+// it changes nothing: a target already published stays as it is (kubelet's
+// periodic republish must never take a running pod's volume away), and a new one
+// waits (Unavailable, which kubelet retries) until the server answers again.
 func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	p, err := validatePublish(req)
 	if err != nil {
@@ -53,6 +57,10 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	defer release()
 
 	stagingMount, err := s.healthyStaging(ctx, p.spec)
+	var nr *serverAwayError
+	if errors.As(err, &nr) {
+		return s.publishWhileServerAway(p, target, stagingMount, nr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -175,8 +183,32 @@ func (s *Service) prepareTarget(ctx context.Context, p publishRequest, target st
 	return false, nil
 }
 
+// serverAwayError is a staging mount whose NFS server does not answer.
+type serverAwayError struct{ cause error }
+
+func (e *serverAwayError) Error() string { return e.cause.Error() }
+
+// publishWhileServerAway answers a publish while the volume's server does not
+// answer, touching nothing: success when the target is already published from the
+// staging mount as asked (a republish), Unavailable otherwise. A bind made now
+// could hang on the server (the kernel revalidates the mount's root), and the
+// pod could do nothing with the volume before the server is back anyway.
+func (s *Service) publishWhileServerAway(p publishRequest, target string, staging mounter.MountPoint, away *serverAwayError) (*csi.NodePublishVolumeResponse, error) {
+	table, err := s.mounter.List()
+	if err != nil {
+		return nil, err
+	}
+	if m, mounted := mounter.FindMount(table, target); mounted && m.SameTree(staging) && m.ReadOnly() == p.readOnly {
+		klog.V(2).InfoS("Volume published; its NFS server does not answer, the mount stays as it is", "volumeID", p.id, "targetPath", target, "err", away.cause)
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
+	return nil, status.Errorf(codes.Unavailable, "the NFS server %s of volume %s does not answer (%v): the pod gets the volume once it does; check the volume's server pod and Service",
+		serverOf(staging.Source), p.id, away.cause)
+}
+
 // healthyStaging returns the staging mount of the volume after checking it, and
-// stages the volume again when the mount is stale or hung.
+// stages the volume again when the mount is stale. When the server does not
+// answer, it returns the mount with a *serverAwayError.
 func (s *Service) healthyStaging(ctx context.Context, spec stageSpec) (mounter.MountPoint, error) {
 	table, err := s.mounter.List()
 	if err != nil {
@@ -195,15 +227,18 @@ func (s *Service) healthyStaging(ctx context.Context, spec stageSpec) (mounter.M
 	if !known {
 		return m, fmt.Errorf("checking the staging mount %s of volume %s: %w", spec.path, spec.volumeID, err)
 	}
-	if h == healthy {
+	switch h {
+	case healthy:
 		return m, nil
+	case notResponding:
+		return m, &serverAwayError{cause: err}
 	}
 	release, ok := s.inflight.TryAcquire(key(spec.volumeID, spec.path))
 	if !ok {
 		return m, status.Errorf(codes.Aborted, "the staging mount of volume %s is %s and is being staged or unstaged right now; try again", spec.volumeID, h)
 	}
 	defer release()
-	klog.V(2).InfoS("Staging mount is broken; staging again before publishing", "volumeID", spec.volumeID, "stagingPath", spec.path, "health", h.String())
+	klog.V(2).InfoS("Staging mount is stale; staging again before publishing", "volumeID", spec.volumeID, "stagingPath", spec.path)
 	table, lerr := s.mounter.List()
 	if lerr != nil {
 		return m, lerr
@@ -212,7 +247,7 @@ func (s *Service) healthyStaging(ctx context.Context, spec stageSpec) (mounter.M
 	case !mounted:
 		return m, status.Errorf(codes.Aborted, "volume %s was unstaged from %s while it was being published; try again", spec.volumeID, spec.path)
 	case now.ID == m.ID:
-		err = s.restage(ctx, spec, table, m, h, err)
+		err = s.restage(ctx, spec, table, m, err)
 	default:
 		// Someone staged it again since the check: check the new mount.
 		err = s.ensureStaged(ctx, spec)

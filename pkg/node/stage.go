@@ -29,8 +29,10 @@ type stageSpec struct {
 }
 
 // NodeStageVolume mounts the volume's NFS export at the staging path: once per
-// node, whatever the number of pods. A healthy mount of the same export there is
-// success; a stale or hung one is unmounted and mounted again.
+// node, whatever the number of pods. A mount of the same export there is success
+// when it is healthy or its server does not answer (a hard mount resumes by
+// itself; mounting again cannot help while the server is away); a stale one is
+// mounted again.
 func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	spec, err := validateStage(req)
 	if err != nil {
@@ -98,11 +100,16 @@ func (s *Service) ensureStaged(ctx context.Context, spec stageSpec) error {
 		if !known {
 			return fmt.Errorf("checking the staging mount %s of volume %s: %w", spec.path, spec.volumeID, err)
 		}
-		if h == healthy {
+		switch h {
+		case healthy:
 			klog.V(4).InfoS("Volume already staged", "volumeID", spec.volumeID, "stagingPath", spec.path)
 			return nil
+		case notResponding:
+			klog.InfoS("Volume is staged, but its NFS server does not answer; leaving the mount alone, it resumes when the server is back",
+				"volumeID", spec.volumeID, "stagingPath", spec.path, "err", err)
+			return nil
 		}
-		return s.restage(ctx, spec, table, m, h, err)
+		return s.restage(ctx, spec, table, m, err)
 	}
 	if err := os.MkdirAll(spec.path, 0o750); err != nil {
 		return fmt.Errorf("creating the staging directory %s: %w", spec.path, err)
@@ -110,19 +117,21 @@ func (s *Service) ensureStaged(ctx context.Context, spec stageSpec) error {
 	return s.mountNFS(ctx, spec)
 }
 
-// restage replaces the broken staging mount m (found h because of cause) with a
-// new mount. The caller holds the in-flight key of the staging path.
-func (s *Service) restage(ctx context.Context, spec stageSpec, table []mounter.MountPoint, m mounter.MountPoint, h health, cause error) error {
+// restage replaces the stale staging mount m (found stale because of cause) with
+// a new mount. The caller holds the in-flight key of the staging path.
+//
+// Only a stale mount is replaced, never one whose server does not answer: a new
+// mount could not reach the server either (it would hang until its deadline),
+// and taking the old one away would leave the node without the volume, its pods
+// unable to start, when the server comes back.
+func (s *Service) restage(ctx context.Context, spec stageSpec, table []mounter.MountPoint, m mounter.MountPoint, cause error) error {
 	// A stale superblock fails every request anyway, so aborting them with
-	// umount -f costs nothing. A server that does not answer may come back, and
-	// the pods' bind mounts of it would then resume: fail their requests only
-	// when none is left.
+	// umount -f costs the pods nothing.
 	others := othersOf(table, m, spec.path)
-	force := h == stale || len(others) == 0
-	klog.InfoS("Staging mount is broken; mounting it again", "volumeID", spec.volumeID, "stagingPath", spec.path,
-		"source", m.Source, "health", h.String(), "err", cause, "podMounts", len(others), "force", force)
-	if err := s.unmountAll(ctx, spec.path, force); err != nil {
-		return fmt.Errorf("removing the %s staging mount of volume %s: %w", h, spec.volumeID, err)
+	klog.InfoS("Staging mount is stale; mounting it again", "volumeID", spec.volumeID, "stagingPath", spec.path,
+		"source", m.Source, "err", cause, "podMounts", len(others))
+	if err := s.unmountAll(ctx, spec.path, true); err != nil {
+		return fmt.Errorf("removing the stale staging mount of volume %s: %w", spec.volumeID, err)
 	}
 	if err := os.MkdirAll(spec.path, 0o750); err != nil {
 		return fmt.Errorf("creating the staging directory %s: %w", spec.path, err)

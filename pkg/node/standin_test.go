@@ -207,14 +207,23 @@ func TestStandInUnreachableServerNeitherHangsNorLeaks(t *testing.T) {
 		t.Errorf("%d statfs calls blocked after checks of two paths, want 2", n)
 	}
 
-	// Staging again: the hung staging mount is detached (never forced: pods use
-	// it), and the new mount's helper hangs until the deadline kills it.
-	_, err := e.svc.NodeStageVolume(context.Background(), e.stageReq())
-	if got := code(err); got != codes.DeadlineExceeded {
-		t.Errorf("NodeStageVolume with the server unreachable = %v (%v), want DeadlineExceeded", got, err)
+	// Staging and publishing again (kubelet's retries and republishes) leave the
+	// mounts alone: the staging mount stays, the pods keep theirs, and a new pod
+	// waits for the server instead of getting a mount that hangs.
+	before := len(e.mountsUnder(t))
+	if _, err := e.svc.NodeStageVolume(context.Background(), e.stageReq()); err != nil {
+		t.Errorf("NodeStageVolume with the server unreachable = %v, want success (the volume is staged)", err)
+	}
+	e.publish(t, "p1", false)
+	_, err := e.svc.NodePublishVolume(context.Background(), e.publishReq("p3", false))
+	if got := code(err); got != codes.Unavailable {
+		t.Errorf("NodePublishVolume of a new pod with the server unreachable = %v (%v), want Unavailable", got, err)
+	}
+	if after := len(e.mountsUnder(t)); after != before {
+		t.Errorf("%d mounts after staging and publishing with the server unreachable, %d before", after, before)
 	}
 	if procs := standInHelpers(t); len(procs) != 0 {
-		t.Errorf("stand-in helpers still running after their deadline: %q", procs)
+		t.Errorf("stand-in helpers still running: %q", procs)
 	}
 
 	// Unpublish and unstage complete while the server is still gone.
