@@ -84,6 +84,16 @@ type Binaries struct {
 // GuestTest is the test binary guest-init.sh runs.
 const GuestTest = "vmlab-guest.test"
 
+// Standard are the binaries every boot passes in: both pvnfs binaries, as their
+// images carry them, and the guest test binary.
+var Standard = Binaries{
+	Packages: map[string]string{
+		"pvnfs-server": "./cmd/pvnfs-server",
+		"pvnfs-csi":    "./cmd/pvnfs-csi",
+	},
+	Tests: map[string]string{GuestTest: "./test/vmlab/guest"},
+}
+
 // Build compiles the binaries into dir (static: the guest has no Go toolchain and
 // its libc is Debian's, not the host's).
 func (b Binaries) Build(ctx context.Context, repo, dir string) error {
@@ -143,7 +153,12 @@ type Result struct {
 const (
 	markerInitFailed = "LAB_INIT_FAILED"
 	markerPanic      = "Kernel panic"
+	markerDone       = "LAB_GUEST_DONE"
 )
+
+// guestPowerOffTimeout is how long the guest gets to power off once its tests
+// are done.
+const guestPowerOffTimeout = 20 * time.Second
 
 // Boot runs the guest once with the run's share and returns what the guest test
 // binary wrote. It fails, with the console's tail, when the guest did not get to
@@ -193,6 +208,12 @@ func (g Guest) Boot(ctx context.Context, repo string, r Run) (Result, error) {
 		return res, fmt.Errorf("starting qemu: %w", err)
 	}
 	var sawPanic, sawInitFailure string
+	var doneTimer *time.Timer
+	defer func() {
+		if doneTimer != nil {
+			doneTimer.Stop()
+		}
+	}()
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -203,6 +224,10 @@ func (g Guest) Boot(ctx context.Context, repo string, r Run) (Result, error) {
 			sawPanic = line
 		case strings.Contains(line, markerInitFailed) && sawInitFailure == "":
 			sawInitFailure = line
+		case strings.Contains(line, markerDone) && doneTimer == nil:
+			// The results are in the share; a guest whose power-off hangs (a
+			// kernel thread stuck on a test's NFS mount) must not hold the run.
+			doneTimer = time.AfterFunc(guestPowerOffTimeout, func() { _ = cmd.Process.Kill() })
 		}
 		if r.Console != nil {
 			r.Console(line)

@@ -13,32 +13,40 @@ import (
 	"github.com/pvnfs/pvnfs/test/vmlab"
 )
 
-// binaries are what every boot passes in: both pvnfs binaries, as their images
-// carry them, and the guest test binary.
-var binaries = vmlab.Binaries{
-	Packages: map[string]string{
-		"pvnfs-server": "./cmd/pvnfs-server",
-		"pvnfs-csi":    "./cmd/pvnfs-csi",
-	},
-	Tests: map[string]string{vmlab.GuestTest: "./test/vmlab/guest"},
-}
-
 // TestKernelNFS boots the lab's guest (Debian's kernel with nfsd and the NFS
-// client) and runs the guest tests there: the server pod on the real nfsd and on
-// NFS-Ganesha, mounted by the kernel's NFS client. Each guest test shows up as a
-// subtest here, with its output.
+// client) twice at once, each with one emulated CPU: one guest runs the server
+// tests (the server pod on the real nfsd and on NFS-Ganesha, mounted by the
+// kernel's NFS client), the other the node tests (the node plugin on two nodes
+// through restarts, moves and outages of the server). Each guest test shows up
+// as a subtest here, with its output.
+//
+// PVNFS_VMLAB_RUN, a -test.run pattern for the guest tests, boots one guest
+// with just those, for working on one test.
 func TestKernelNFS(t *testing.T) {
 	mounttest.RequireRoot(t)
-	run := os.Getenv("PVNFS_VMLAB_RUN") // a -test.run pattern for the guest, when working on one test
-	if run == "" {
-		run = "."
+	if run := os.Getenv("PVNFS_VMLAB_RUN"); run != "" {
+		boot(t, "kernel-nfs", []string{"-test.run=" + run, "-test.parallel=2"}, 15*time.Minute)
+		return
 	}
-	boot(t, "kernel-nfs", run, 12*time.Minute)
+	for _, suite := range []struct {
+		name string
+		args []string
+	}{
+		{"server", []string{"-test.run=^TestServer"}},
+		// The outage test waits out 150 s of outage; the other node tests run
+		// beside it, one at a time.
+		{"node", []string{"-test.run=^TestNode", "-test.parallel=2"}},
+	} {
+		t.Run(suite.name, func(t *testing.T) {
+			t.Parallel()
+			boot(t, "kernel-nfs-"+suite.name, suite.args, 12*time.Minute)
+		})
+	}
 }
 
-// boot builds the binaries, boots the guest running the guest tests that match
-// run, and replays their results as subtests.
-func boot(t *testing.T, name, run string, timeout time.Duration) {
+// boot builds the binaries, boots the guest running the guest test binary with
+// args, and replays its results as subtests.
+func boot(t *testing.T, name string, args []string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Minute)
 	defer cancel()
 	repo, err := localcluster.RepoRoot()
@@ -63,13 +71,13 @@ func boot(t *testing.T, name, run string, timeout time.Duration) {
 			_ = os.RemoveAll(dir)
 		}
 	})
-	if err := binaries.Build(ctx, repo, filepath.Join(dir, "bin")); err != nil {
+	if err := vmlab.Standard.Build(ctx, repo, filepath.Join(dir, "bin")); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("guest: kernel %s from %s; run files in %s", guest.KernelRelease, guest.Dir, dir)
 	res, err := guest.Boot(ctx, repo, vmlab.Run{
 		Dir:     dir,
-		Args:    []string{"-test.v=test2json", "-test.run=" + run, "-test.timeout=" + timeout.String()},
+		Args:    append([]string{"-test.v=test2json", "-test.timeout=" + timeout.String()}, args...),
 		Timeout: timeout + 2*time.Minute,
 	})
 	events, perr := vmlab.Events(ctx, res.Output)

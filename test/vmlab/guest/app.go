@@ -162,18 +162,37 @@ func (a *App) WaitOK(ctx context.Context, after time.Time) (AppEvent, error) {
 
 // Stop asks the application to finish its operation in progress and exit, and
 // kills it when it does not within timeout (an operation blocked on a server
-// that never answers).
+// that never answers). A process that SIGKILL cannot end either (asleep in the
+// kernel, uninterruptibly) is left behind after another timeout, with an error.
 func (a *App) Stop(timeout time.Duration) error {
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
 		return a.wait
 	case <-time.After(timeout):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-		return fmt.Errorf("app %s did not stop within %s (an operation was blocked) and was killed", a.Spec.Name, timeout)
+	}
+	if err := a.Kill(timeout); err != nil {
+		return err
+	}
+	return fmt.Errorf("app %s did not stop within %s (an operation was blocked) and was killed", a.Spec.Name, timeout)
+}
+
+// Kill sends SIGKILL and waits up to timeout for the process to end.
+func (a *App) Kill(timeout time.Duration) error {
+	_ = a.cmd.Process.Kill()
+	select {
+	case <-a.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("app %s (pid %d) survived SIGKILL for %s: it sleeps in the kernel uninterruptibly", a.Spec.Name, a.cmd.Process.Pid, timeout)
 	}
 }
+
+// PID is the application's process ID in the guest.
+func (a *App) PID() int { return a.cmd.Process.Pid }
+
+// Exited is closed when the application has exited.
+func (a *App) Exited() <-chan struct{} { return a.done }
 
 // runApp is the application process: it runs the spec's operation every
 // Interval between operations until SIGTERM, writing one JSON event per operation to stdout.

@@ -26,19 +26,22 @@ type workload struct {
 }
 
 // startWorkload starts the applications in node n, on files in dir (a path in
-// the node), and waits until each has succeeded once.
+// the node) named after the node and the application, and waits until each has
+// succeeded once.
 func startWorkload(t *testing.T, ctx context.Context, n *guest.Node, dir string, writers int) *workload {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(n.Path(dir), "held.txt"), []byte("opened before the event\n"), 0o644); err != nil {
+	held := n.Name + "-held.txt"
+	if err := os.WriteFile(filepath.Join(n.Path(dir), held), []byte("opened before the event\n"), 0o644); err != nil {
 		t.Fatalf("writing the reader's file: %v", err)
 	}
 	w := &workload{}
-	specs := []guest.AppSpec{{Name: "reader", Mode: guest.ModeRead, File: filepath.Join(dir, "held.txt"), Interval: 50 * time.Millisecond}}
+	specs := []guest.AppSpec{{Name: n.Name + "-reader", Mode: guest.ModeRead, File: filepath.Join(dir, held), Interval: 50 * time.Millisecond}}
 	for i := 1; i <= writers; i++ {
-		name := fmt.Sprintf("writer%d", i)
+		name := fmt.Sprintf("%s-writer%d", n.Name, i)
 		specs = append(specs, guest.AppSpec{Name: name, Mode: guest.ModeAppend, File: filepath.Join(dir, name), Interval: 10 * time.Millisecond, Reopen: true})
 	}
-	specs = append(specs, guest.AppSpec{Name: "holder", Mode: guest.ModeAppend, File: filepath.Join(dir, "holder"), Interval: 10 * time.Millisecond})
+	name := n.Name + "-holder"
+	specs = append(specs, guest.AppSpec{Name: name, Mode: guest.ModeAppend, File: filepath.Join(dir, name), Interval: 10 * time.Millisecond})
 	start := time.Now()
 	for _, s := range specs {
 		a, err := guest.StartApp(ctx, n, s)
@@ -94,6 +97,35 @@ func (w *workload) resumed(t *testing.T, ctx context.Context, since, ready time.
 		}
 		t.Logf("%s paused at most %s", a.Spec.Name, pause.Round(time.Millisecond))
 		longest = max(longest, pause)
+	}
+	return longest
+}
+
+// resumedAfter waits until every application has completed a successful
+// operation after back (the operations blocked until then count) and returns the
+// longest time from back to such a completion.
+func (w *workload) resumedAfter(t *testing.T, ctx context.Context, back time.Time) time.Duration {
+	t.Helper()
+	var longest time.Duration
+	for _, a := range w.apps {
+		for {
+			var end time.Time
+			for _, e := range a.Events() {
+				if e.OK() && e.T.Add(e.Took).After(back) {
+					end = e.T.Add(e.Took)
+					break
+				}
+			}
+			if !end.IsZero() {
+				longest = max(longest, end.Sub(back))
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s did not resume: %v", a.Spec.Name, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 	return longest
 }

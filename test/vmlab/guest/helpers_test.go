@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,14 +53,13 @@ func newVolumeOn(t *testing.T, ctx context.Context, name string, params map[stri
 	return v
 }
 
-var nodeSeq int
+var nodeSeq atomic.Int32
 
 // newNode creates a node and removes it when the test ends; its NFS mounts are
 // unmounted first.
 func newNode(t *testing.T, ctx context.Context, name string) *guest.Node {
 	t.Helper()
-	nodeSeq++
-	n, err := guest.NewNode(ctx, name, fmt.Sprintf("10.244.0.%d", 10+nodeSeq))
+	n, err := guest.NewNode(ctx, name, fmt.Sprintf("10.244.0.%d", 10+nodeSeq.Add(1)))
 	if err != nil {
 		t.Fatalf("creating node %s: %v", name, err)
 	}
