@@ -60,7 +60,7 @@ func TestOptionsValidate(t *testing.T) {
 
 func TestDefaultsRunEveryPhase(t *testing.T) {
 	o := defaultOptions()
-	for _, p := range []string{phaseFanout, phaseProvisioning, phaseFootprint} {
+	for _, p := range []string{phaseFanout, phaseProvisioning, phaseFootprint, phaseDataPath} {
 		if !o.runs(p) {
 			t.Errorf("the default run skips %s", p)
 		}

@@ -32,6 +32,7 @@ type Report struct {
 	Provisioning []SizeResult
 	Fanout       []FanoutRow
 	Footprint    *FootprintResult
+	DataPath     *DataPathResult
 	Targets      []Target
 }
 

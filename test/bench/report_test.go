@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pvnfs/pvnfs/test/vmlab/guest"
 )
 
 // fixture is a report of a full run with the given scale of every figure.
@@ -39,6 +41,12 @@ func fixture(scale time.Duration) *Report {
 			Calls: s(3, 5, 6), Requests: req,
 			ReadyToReturn: SignedSummary{Count: 1000, P50: 60 * scale, P95: 150 * scale, Max: 180 * scale},
 		},
+		DataPath: summarizeDataPath(guest.DataPath{KernelRelease: "6.1.0-57-amd64", Tree: guest.TreeShape{Files: 3000, Dirs: 120, Bytes: 50 << 20},
+			Targets: []guest.DataPathTarget{
+				{Name: "backend (ext4)", Extract: []time.Duration{2 * scale, 3 * scale, 4 * scale}, Walk: []time.Duration{scale}, Read: []time.Duration{scale}, Write: []time.Duration{scale}},
+				{Name: "kernel", Extract: []time.Duration{6 * scale}, Walk: []time.Duration{2 * scale}, Read: []time.Duration{3 * scale}, Write: []time.Duration{2 * scale},
+					RestartToWritable: []time.Duration{5 * scale}},
+			}}),
 	}
 	r.Targets = evaluateTargets(r)
 	return r
@@ -89,6 +97,7 @@ func TestRenderShowsEverySection(t *testing.T) {
 		"# Benchmarks", "## Targets", "## Client rate limits", "## Provisioning", "### Requests of the controller per volume",
 		"## Deletion", "## Mount fan-out", "## Controller footprint", "## Data path: run on a real cluster", "**Not run here**",
 		"`go run ./test/bench`", "| 200 | 1 |", "small-files.fio", "streaming.fio", "nconnect", "exportSync",
+		"## Data path on a real kernel (VM lab)", "| kernel | ", "(2.00×)",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("the report lacks %q", want)
@@ -104,14 +113,14 @@ func TestRenderShowsEverySection(t *testing.T) {
 
 func TestRenderSaysWhichPhasesDidNotRun(t *testing.T) {
 	r := fixture(time.Millisecond)
-	r.Provisioning, r.Footprint = nil, nil
+	r.Provisioning, r.Footprint, r.DataPath = nil, nil, nil
 	r.Targets = evaluateTargets(r)
 	out, err := render(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(out), "Not run in this invocation"); n != 3 {
-		t.Errorf("%d sections say they did not run, want 3 (provisioning, deletion, footprint)", n)
+	if n := strings.Count(string(out), "Not run in this invocation"); n != 4 {
+		t.Errorf("%d sections say they did not run, want 4 (provisioning, deletion, footprint, data path)", n)
 	}
 	notRun := 0
 	for _, tg := range r.Targets {

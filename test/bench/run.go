@@ -101,6 +101,12 @@ func run(ctx context.Context, o options, argv []string) (err error) {
 		rep.Versions = e.versions(ctx)
 	}
 
+	if o.runs(phaseDataPath) {
+		if rep.DataPath, err = e.runDataPath(ctx, root); err != nil {
+			return fmt.Errorf("data path: %w", err)
+		}
+	}
+
 	rep.Targets = evaluateTargets(rep)
 	rep.Wall = time.Since(started)
 	out, err := render(rep)
