@@ -78,12 +78,13 @@ func (c *Config) buildService(v volumeSpec) *corev1.Service {
 	}
 }
 
-// buildBackendPVC returns the RWO claim that holds the volume's data.
-func (c *Config) buildBackendPVC(v volumeSpec) *corev1.PersistentVolumeClaim {
+// buildBackendPVC returns the claim that holds the volume's data, with one access
+// mode: ReadWriteOncePod or ReadWriteOnce (backendAccessMode, see createBackendPVC).
+func (c *Config) buildBackendPVC(v volumeSpec, mode corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: c.meta(v, volume.ComponentBackend),
 		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			AccessModes: []corev1.PersistentVolumeAccessMode{mode},
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
 				corev1.ResourceStorage: *resource.NewQuantity(v.capacity, resource.BinarySI),
 			}},

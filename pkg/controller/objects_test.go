@@ -114,7 +114,7 @@ func TestBuildServiceAndBackend(t *testing.T) {
 	if got := testConfig.buildService(v).Spec.ClusterIP; got != "10.96.3.3" {
 		t.Errorf("a recreated Service must ask for its old ClusterIP, got %q", got)
 	}
-	pvc := testConfig.buildBackendPVC(v)
+	pvc := testConfig.buildBackendPVC(v, corev1.ReadWriteOnce)
 	if pvc.Spec.StorageClassName != nil {
 		t.Errorf("no backendStorageClass must leave storageClassName nil (cluster default), got %q", *pvc.Spec.StorageClassName)
 	}
@@ -122,7 +122,10 @@ func TestBuildServiceAndBackend(t *testing.T) {
 		t.Errorf("request %s modes %v", q.String(), pvc.Spec.AccessModes)
 	}
 	v = testSpec(t, map[string]string{parameters.BackendStorageClass: "ebs-gp3"})
-	if got := testConfig.buildBackendPVC(v).Spec.StorageClassName; got == nil || *got != "ebs-gp3" {
+	if got := testConfig.buildBackendPVC(v, corev1.ReadWriteOncePod).Spec; len(got.AccessModes) != 1 || got.AccessModes[0] != corev1.ReadWriteOncePod {
+		t.Errorf("access modes %v, want [ReadWriteOncePod] alone", got.AccessModes)
+	}
+	if got := testConfig.buildBackendPVC(v, corev1.ReadWriteOnce).Spec.StorageClassName; got == nil || *got != "ebs-gp3" {
 		t.Errorf("storageClassName %v", got)
 	}
 	for _, obj := range []interface{ GetName() string }{svc, pvc} {

@@ -226,6 +226,7 @@ func TestControlPlaneControllerRBAC(t *testing.T) {
 		{"create events in its namespace", controller, attrs{Namespace: driverNamespace, Verb: "create", Resource: "events"}, true},
 		{"update its Leases", controller, attrs{Namespace: driverNamespace, Verb: "update", Group: "coordination.k8s.io", Resource: "leases"}, true},
 		{"read StorageClasses", controller, attrs{Verb: "list", Group: "storage.k8s.io", Resource: "storageclasses"}, true},
+		{"read a CSIDriver (backendAccessMode auto)", controller, attrs{Verb: "get", Group: "storage.k8s.io", Resource: "csidrivers"}, true},
 		{"watch PersistentVolumes", controller, attrs{Verb: "watch", Resource: "persistentvolumes"}, true},
 		// The sidecars, cluster-wide.
 		{"provisioner creates PVs", controller, attrs{Verb: "create", Resource: "persistentvolumes"}, true},
@@ -246,6 +247,8 @@ func TestControlPlaneControllerRBAC(t *testing.T) {
 		{"no ConfigMaps", controller, attrs{Namespace: driverNamespace, Verb: "get", Resource: "configmaps"}, false},
 		{"no Leases elsewhere", controller, attrs{Namespace: "default", Verb: "update", Group: "coordination.k8s.io", Resource: "leases"}, false},
 		{"no changing StorageClasses", controller, attrs{Verb: "update", Group: "storage.k8s.io", Resource: "storageclasses"}, false},
+		{"no changing CSIDrivers", controller, attrs{Verb: "update", Group: "storage.k8s.io", Resource: "csidrivers"}, false},
+		{"no NetworkPolicies", controller, attrs{Namespace: driverNamespace, Verb: "update", Group: "networking.k8s.io", Resource: "networkpolicies"}, false},
 		{"no Nodes", controller, attrs{Verb: "list", Resource: "nodes"}, false},
 		{"no RBAC", controller, attrs{Namespace: driverNamespace, Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"}, false},
 		// The node plugin calls no API.
