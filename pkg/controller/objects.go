@@ -126,6 +126,7 @@ const (
 // rolling update would leave the new pod waiting for the old pod's volume.
 func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 	sc := serverconfig.FromParameters(v.id, v.params)
+	sc.Clients = c.NFSClients
 	rt := serverconfig.RuntimeFor(v.params.Engine)
 	labels := volume.Labels(v.id, volume.ComponentServer)
 

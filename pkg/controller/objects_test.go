@@ -135,6 +135,21 @@ func TestBuildServiceAndBackend(t *testing.T) {
 	}
 }
 
+func TestBuildDeploymentPassesNFSClients(t *testing.T) {
+	v := testSpec(t, nil)
+	args := func(c Config) string {
+		return strings.Join(c.buildDeployment(v).Spec.Template.Spec.Containers[0].Args, " ")
+	}
+	if got := args(testConfig); strings.Contains(got, "--clients") {
+		t.Errorf("without NFSClients the server is told %s", got)
+	}
+	c := testConfig
+	c.NFSClients = []string{"10.0.0.0/16", "10.1.0.0/16"}
+	if got := args(c); !strings.Contains(got, "--clients=10.0.0.0/16,10.1.0.0/16") {
+		t.Errorf("with NFSClients the server is told %s", got)
+	}
+}
+
 func TestTemplateHashFollowsTheSpec(t *testing.T) {
 	v := testSpec(t, nil)
 	a := testConfig.buildDeployment(v)
