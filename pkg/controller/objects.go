@@ -182,7 +182,14 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 		}}, rt.Volumes...),
 		// The server needs no API access, and with hundreds of volumes in one
 		// namespace, service links would put thousands of variables in every pod.
-		AutomountServiceAccountToken:  ptr(false),
+		AutomountServiceAccountToken: ptr(false),
+		// The runtime's default seccomp profile for the whole pod. Kubernetes runs a
+		// privileged container (the kernel engine's) unconfined whatever this says,
+		// so it binds the Ganesha engine, whose container also sets it, and any
+		// container added to the pod (docs/security.md).
+		SecurityContext: &corev1.PodSecurityContext{
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		EnableServiceLinks:            ptr(false),
 		TerminationGracePeriodSeconds: ptr(int64(serverTerminationGrace)),
 		PriorityClassName:             v.params.PriorityClassName,

@@ -50,6 +50,12 @@ func TestBuildDeploymentPerEngine(t *testing.T) {
 			if len(pod.Volumes) != 1+tc.extraVols || len(c.VolumeMounts) != 1+tc.extraVols {
 				t.Errorf("volumes %d mounts %d, want %d", len(pod.Volumes), len(c.VolumeMounts), 1+tc.extraVols)
 			}
+			if psc := pod.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod security context %+v, want seccomp RuntimeDefault", psc)
+			}
+			if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+				t.Error("the server pod must not mount a service account token")
+			}
 			if pod.Hostname != "pvnfs-pvc-1" {
 				t.Errorf("hostname %q: the NFSv4.1 server scope must not change with the pod", pod.Hostname)
 			}

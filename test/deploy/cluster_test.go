@@ -300,8 +300,18 @@ func appNamespace(t testing.TB, e *env) string {
 // backendStorageClass set, and creates it.
 func exampleClass(t testing.TB, e *env, name, backend string) *storagev1.StorageClass {
 	t.Helper()
-	raw := render(t, e.helm, "--show-only", "templates/storageclass.yaml",
-		"--set", "storageClass.name="+name, "--set", "storageClass.parameters.backendStorageClass="+backend)
+	return exampleClassWith(t, e, name, backend)
+}
+
+// exampleClassWith is exampleClass with more values (--set key=value each).
+func exampleClassWith(t testing.TB, e *env, name, backend string, set ...string) *storagev1.StorageClass {
+	t.Helper()
+	args := []string{"--show-only", "templates/storageclass.yaml",
+		"--set", "storageClass.name=" + name, "--set", "storageClass.parameters.backendStorageClass=" + backend}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	raw := render(t, e.helm, args...)
 	sc := typed[storagev1.StorageClass](t, decodeObjects(t, raw)[0])
 	ctx := context.Background()
 	created, err := e.cluster.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{})
