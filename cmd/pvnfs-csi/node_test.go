@@ -33,21 +33,29 @@ func TestNodeFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := defaultNodeOptions()
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			o.addFlags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			err := o.validate()
-			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.wantErr)
-			}
+			o := checkNodeFlags(t, tc.args, tc.wantErr)
 			if tc.check != nil {
 				tc.check(t, o)
 			}
 		})
 	}
+}
+
+// checkNodeFlags parses args as node flags and checks that validate fails with
+// wantErr in its message ("": succeeds).
+func checkNodeFlags(t *testing.T, args []string, wantErr string) nodeOptions {
+	t.Helper()
+	o := defaultNodeOptions()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	o.addFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	err := o.validate()
+	if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+		t.Fatalf("validate() = %v, want %q", err, wantErr)
+	}
+	return o
 }
 
 func TestNodeFlagsInHelp(t *testing.T) {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,16 +23,7 @@ func TestStandInFlag(t *testing.T) {
 		{name: "relative", args: []string{"--nfs-stand-in-dir=exports"}, wantDir: "exports", wantErr: "--nfs-stand-in-dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := defaultNodeOptions()
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			o.addFlags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			err := o.validate()
-			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.wantErr)
-			}
+			o := checkNodeFlags(t, tc.args, tc.wantErr)
 			if o.standIn.dir != tc.wantDir {
 				t.Errorf("stand-in dir = %q, want %q", o.standIn.dir, tc.wantDir)
 			}
