@@ -44,6 +44,8 @@ tools: ## Install what the tests need: Debian packages, the Kubernetes control p
 .PHONY: test
 test: tools verify ## Run every check CI runs: gofmt, vet, staticcheck, then unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha, demo end to end.
 	PVNFS_REQUIRE_ALL=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# pvnfs-csi's NFS stand-in flag exists only in test builds (tag pvnfs_standin).
+	$(GO) test -count=1 -tags pvnfs_standin ./cmd/pvnfs-csi/
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no root, mounts or control plane (they skip).
@@ -57,6 +59,12 @@ verify: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 	@# The VM lab's guest tests build only with the vmlab tag: check them too.
 	$(GO) vet -tags vmlab ./test/vmlab/...
 	$(STATICCHECK) -tags vmlab ./test/vmlab/...
+	@# So does pvnfs-csi's test build with the NFS stand-in (test/simnode builds it).
+	$(GO) vet -tags pvnfs_standin ./cmd/pvnfs-csi/
+	$(STATICCHECK) -tags pvnfs_standin ./cmd/pvnfs-csi/
+	@# No test code in the binaries that ship (test/binaries checks the built files).
+	@bad=$$($(GO) list -deps ./cmd/... | grep -E '^github.com/pvnfs/pvnfs/(test/|.*test$$)' || true); \
+	  if [ -n "$$bad" ]; then echo "production binaries depend on test packages:"; echo "$$bad"; exit 1; fi
 
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

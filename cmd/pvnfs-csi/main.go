@@ -81,6 +81,7 @@ func run(ctx context.Context, o *options) error {
 			ServerImage:           o.controller.serverImage,
 			ServerImagePullPolicy: corev1.PullPolicy(o.controller.serverImagePullPolicy),
 			ServerPullSecrets:     o.controller.pullSecrets(),
+			NFSClients:            o.controller.clients(),
 			MaxWait:               o.controller.maxWait,
 		})
 		// Caches fill in the background; Probe says not ready until they have.

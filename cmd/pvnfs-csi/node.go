@@ -5,20 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"k8s.io/klog/v2"
 
 	"github.com/pvnfs/pvnfs/pkg/mounter"
-	"github.com/pvnfs/pvnfs/pkg/mounter/standin"
 	"github.com/pvnfs/pvnfs/pkg/node"
 )
 
 // nodeOptions are the flags of the node service.
 type nodeOptions struct {
-	nfsStandInDir  string
+	// standIn is empty in the production build; tests build pvnfs-csi with the tag
+	// pvnfs_standin to get the NFS stand-in (standin_test_build.go).
+	standIn        standInOptions
 	mountTimeout   time.Duration
 	unmountTimeout time.Duration
 	statTimeout    time.Duration
@@ -35,17 +34,14 @@ func defaultNodeOptions() nodeOptions {
 }
 
 func (o *nodeOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.nfsStandInDir, "nfs-stand-in-dir", o.nfsStandInDir, "TESTING ONLY: replaces NFS mounts with bind mounts of <dir>/<server><share>, for machines without NFS")
+	o.standIn.addFlags(fs)
 	fs.DurationVar(&o.mountTimeout, "mount-timeout", o.mountTimeout, "node mode: deadline of each mount helper (one NFS mount attempt, one bind mount); at the deadline the helper's whole process group is killed")
 	fs.DurationVar(&o.unmountTimeout, "unmount-timeout", o.unmountTimeout, "node mode: deadline of each unmount step (umount, umount -f, umount -l); a step past it is killed and the next, harder one runs")
 	fs.DurationVar(&o.statTimeout, "stat-timeout", o.statTimeout, "node mode: how long a mount's health check (statfs) may take before the NFS server counts as not responding")
 }
 
 func (o *nodeOptions) validate() error {
-	var errs []error
-	if o.nfsStandInDir != "" && !filepath.IsAbs(o.nfsStandInDir) {
-		errs = append(errs, fmt.Errorf("--nfs-stand-in-dir %q must be an absolute path", o.nfsStandInDir))
-	}
+	errs := []error{o.standIn.validate()}
 	for name, d := range map[string]time.Duration{"--mount-timeout": o.mountTimeout, "--unmount-timeout": o.unmountTimeout, "--stat-timeout": o.statTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
@@ -54,21 +50,19 @@ func (o *nodeOptions) validate() error {
 	return errors.Join(errs...)
 }
 
-// newNodeService builds the node service: real mount helpers, or the NFS stand-in
-// for tests when --nfs-stand-in-dir is set.
+// newNodeService builds the node service with the real mount helpers (or, only in
+// a test build, the NFS stand-in when its flag is set).
 func newNodeService(o *options) (csi.NodeServer, error) {
 	runner := mounter.NewExecRunner()
 	runner.DefaultTimeout = max(o.node.mountTimeout, o.node.unmountTimeout)
-	var m mounter.Interface = mounter.New(runner)
-	if dir := o.node.nfsStandInDir; dir != "" {
-		s, err := standin.New(dir, m, runner)
-		if err != nil {
+	m, stoodIn, err := o.node.standIn.wrap(mounter.New(runner), runner)
+	if err != nil {
+		return nil, err
+	}
+	if !stoodIn {
+		if err := checkHelpers(exec.LookPath); err != nil {
 			return nil, err
 		}
-		klog.InfoS("TESTING ONLY: NFS mounts are replaced by bind mounts of local directories (--nfs-stand-in-dir); never use this on a real node", "dir", s.Dir())
-		m = s
-	} else if err := checkHelpers(exec.LookPath); err != nil {
-		return nil, err
 	}
 	return node.New(node.Config{
 		NodeID:         o.nodeID,

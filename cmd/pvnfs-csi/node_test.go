@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,33 +17,23 @@ func TestNodeFlags(t *testing.T) {
 		check   func(t *testing.T, o nodeOptions)
 	}{
 		{name: "defaults", check: func(t *testing.T, o nodeOptions) {
-			if o.nfsStandInDir != "" || o.mountTimeout != time.Minute || o.unmountTimeout != 10*time.Second || o.statTimeout != 5*time.Second {
+			if o.mountTimeout != time.Minute || o.unmountTimeout != 10*time.Second || o.statTimeout != 5*time.Second {
 				t.Errorf("defaults = %+v", o)
 			}
 		}},
-		{name: "all set", args: []string{"--nfs-stand-in-dir=/tmp/exports", "--mount-timeout=2s", "--unmount-timeout=1s", "--stat-timeout=500ms"},
+		{name: "all set", args: []string{"--mount-timeout=2s", "--unmount-timeout=1s", "--stat-timeout=500ms"},
 			check: func(t *testing.T, o nodeOptions) {
-				if o.nfsStandInDir != "/tmp/exports" || o.mountTimeout != 2*time.Second || o.unmountTimeout != time.Second || o.statTimeout != 500*time.Millisecond {
+				if o.mountTimeout != 2*time.Second || o.unmountTimeout != time.Second || o.statTimeout != 500*time.Millisecond {
 					t.Errorf("parsed = %+v", o)
 				}
 			}},
-		{name: "relative stand-in dir", args: []string{"--nfs-stand-in-dir=exports"}, wantErr: "--nfs-stand-in-dir"},
 		{name: "zero mount timeout", args: []string{"--mount-timeout=0"}, wantErr: "--mount-timeout must be positive"},
 		{name: "negative unmount timeout", args: []string{"--unmount-timeout=-1s"}, wantErr: "--unmount-timeout must be positive"},
 		{name: "zero stat timeout", args: []string{"--stat-timeout=0s"}, wantErr: "--stat-timeout must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := defaultNodeOptions()
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			o.addFlags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			err := o.validate()
-			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.wantErr)
-			}
+			o := checkNodeFlags(t, tc.args, tc.wantErr)
 			if tc.check != nil {
 				tc.check(t, o)
 			}
@@ -53,22 +41,42 @@ func TestNodeFlags(t *testing.T) {
 	}
 }
 
-func TestStandInFlagIsMarkedTestingOnlyInHelp(t *testing.T) {
+// checkNodeFlags parses args as node flags and checks that validate fails with
+// wantErr in its message ("": succeeds).
+func checkNodeFlags(t *testing.T, args []string, wantErr string) nodeOptions {
+	t.Helper()
+	o := defaultNodeOptions()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	o.addFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	err := o.validate()
+	if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+		t.Fatalf("validate() = %v, want %q", err, wantErr)
+	}
+	return o
+}
+
+func TestNodeFlagsInHelp(t *testing.T) {
+	help := helpText(t)
+	for _, f := range []string{"-mount-timeout", "-unmount-timeout", "-stat-timeout"} {
+		if !strings.Contains(help, f) {
+			t.Errorf("--help lacks %s", f)
+		}
+	}
+}
+
+// helpText is what pvnfs-csi --help lists.
+func helpText(t *testing.T) string {
+	t.Helper()
 	o := defaultOptions()
 	fs := flag.NewFlagSet("pvnfs-csi", flag.ContinueOnError)
 	o.addFlags(fs)
 	var help bytes.Buffer
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
-	want := "TESTING ONLY: replaces NFS mounts with bind mounts of <dir>/<server><share>, for machines without NFS"
-	if !strings.Contains(help.String(), "-nfs-stand-in-dir") || !strings.Contains(help.String(), want) {
-		t.Errorf("--help does not document --nfs-stand-in-dir as %q:\n%s", want, help.String())
-	}
-	for _, f := range []string{"-mount-timeout", "-unmount-timeout", "-stat-timeout"} {
-		if !strings.Contains(help.String(), f) {
-			t.Errorf("--help lacks %s", f)
-		}
-	}
+	return help.String()
 }
 
 func TestCheckHelpers(t *testing.T) {
@@ -102,22 +110,5 @@ func TestCheckHelpers(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestNewNodeServiceWithStandIn(t *testing.T) {
-	o := defaultOptions()
-	o.nodeID = "node-a"
-	o.node.nfsStandInDir = filepath.Join(t.TempDir(), "exports")
-	svc, err := newNodeService(&o)
-	if err != nil || svc == nil {
-		t.Fatalf("newNodeService() = %v, %v", svc, err)
-	}
-	if _, err := os.Stat(o.node.nfsStandInDir); err != nil {
-		t.Errorf("stand-in directory not created: %v", err)
-	}
-	o.nodeID = ""
-	if _, err := newNodeService(&o); err == nil {
-		t.Error("newNodeService without a node ID succeeded")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pvnfs/pvnfs/pkg/csiserver"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -44,6 +45,7 @@ type controllerOptions struct {
 	serverImage           string
 	serverImagePullPolicy string
 	serverPullSecrets     string
+	nfsClients            string
 	maxWait               time.Duration
 
 	leaderElection          bool
@@ -86,6 +88,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.controller.serverImage, "server-image", o.controller.serverImage, "container image running pvnfs-server in each volume's server pod (required in controller mode)")
 	fs.StringVar(&o.controller.serverImagePullPolicy, "server-image-pull-policy", o.controller.serverImagePullPolicy, "pull policy of --server-image: Always, IfNotPresent or Never")
 	fs.StringVar(&o.controller.serverPullSecrets, "server-image-pull-secrets", o.controller.serverPullSecrets, "comma-separated Secrets (in --namespace) the server pods pull --server-image with; empty for none")
+	fs.StringVar(&o.controller.nfsClients, "nfs-clients", o.controller.nfsClients, `comma-separated networks (CIDRs) the volumes' exports admit: the addresses the nodes' NFS traffic comes from, e.g. "10.0.0.0/16"; empty admits every address. A change applies to new servers; existing ones keep theirs until rolled (docs/security.md)`)
 	fs.DurationVar(&o.controller.maxWait, "max-wait", o.controller.maxWait, "longest a CreateVolume or DeleteVolume call waits for its objects when the request carries no deadline; the call then returns a retryable code")
 	fs.BoolVar(&o.controller.leaderElection, "leader-election", o.controller.leaderElection, "run the reconciler (which recreates lost Services and Deployments) only in the replica holding a Lease; required with more than one controller replica")
 	fs.StringVar(&o.controller.leaderElectionNamespace, "leader-election-namespace", o.controller.leaderElectionNamespace, "namespace of the leader election Lease (default: --namespace)")
@@ -130,6 +133,9 @@ func (o *options) validate() error {
 				errs = append(errs, fmt.Errorf("--server-image-pull-secrets: %q is not a Secret name", name))
 			}
 		}
+		if _, err := serverconfig.ParseClients(o.controller.clients()); err != nil {
+			errs = append(errs, fmt.Errorf("--nfs-clients: %w", err))
+		}
 		if o.controller.maxWait <= 0 {
 			errs = append(errs, errors.New("--max-wait must be positive"))
 		}
@@ -161,6 +167,17 @@ func (o *options) runsNode() bool       { return o.mode == modeNode || o.mode ==
 func (o *controllerOptions) pullSecrets() []string {
 	var out []string
 	for _, s := range strings.Split(o.serverPullSecrets, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clients splits --nfs-clients.
+func (c controllerOptions) clients() []string {
+	var out []string
+	for _, s := range strings.Split(c.nfsClients, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}

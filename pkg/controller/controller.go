@@ -34,6 +34,9 @@ type Config struct {
 	ServerImagePullPolicy corev1.PullPolicy
 	// ServerPullSecrets name Secrets in Namespace for pulling ServerImage.
 	ServerPullSecrets []string
+	// NFSClients are the networks (CIDRs) every server's export admits; none admits
+	// every address (serverconfig.Config.Clients).
+	NFSClients []string
 	// MaxWait bounds a call whose request carries no deadline.
 	MaxWait time.Duration
 	// Registerer receives the controller's metrics; nil leaves them unexported.

@@ -3,17 +3,21 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -72,9 +76,7 @@ func (s *Service) ensurePVC(ctx context.Context, v volumeSpec) error {
 		func() (*corev1.PersistentVolumeClaim, error) {
 			return s.cache.pvcs.PersistentVolumeClaims(ns).Get(name)
 		},
-		func(ctx context.Context) (*corev1.PersistentVolumeClaim, error) {
-			return s.client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, s.cfg.buildBackendPVC(v), metav1.CreateOptions{})
-		},
+		func(ctx context.Context) (*corev1.PersistentVolumeClaim, error) { return s.createBackendPVC(ctx, v) },
 		func(ctx context.Context) (*corev1.PersistentVolumeClaim, error) {
 			return s.client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 		})
@@ -90,6 +92,88 @@ func (s *Service) ensurePVC(ctx context.Context, v volumeSpec) error {
 			v.name, size.String(), v.capRange.GetRequiredBytes(), v.capRange.GetLimitBytes())
 	}
 	return nil
+}
+
+// createBackendPVC creates the backend PVC with the access mode the volume's
+// backendAccessMode asks for. Unset ("auto") it is ReadWriteOncePod where that is
+// enforced (autoBackendAccessMode), so that no second pod, not even one on the
+// server's node, can mount the data; and ReadWriteOnce when the API server does not
+// accept ReadWriteOncePod (before Kubernetes 1.27 it is off by default). The mode
+// is fixed for the volume's life: a claim's access modes cannot change.
+func (s *Service) createBackendPVC(ctx context.Context, v volumeSpec) (*corev1.PersistentVolumeClaim, error) {
+	pvcs := s.client.CoreV1().PersistentVolumeClaims(s.cfg.Namespace)
+	mode, why := v.params.BackendAccessMode, "the StorageClass parameter "+parameters.BackendAccessMode
+	if mode == "" {
+		var err error
+		if mode, why, err = s.autoBackendAccessMode(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	pvc, err := pvcs.Create(ctx, s.cfg.buildBackendPVC(v, mode), metav1.CreateOptions{})
+	if err != nil && v.params.BackendAccessMode == "" && mode == corev1.ReadWriteOncePod &&
+		apierrors.IsInvalid(err) && strings.Contains(err.Error(), string(corev1.ReadWriteOncePod)) {
+		mode, why = corev1.ReadWriteOnce, "the API server refused ReadWriteOncePod: "+err.Error()
+		pvc, err = pvcs.Create(ctx, s.cfg.buildBackendPVC(v, mode), metav1.CreateOptions{})
+	}
+	if err == nil {
+		klog.V(2).InfoS("Created backend PVC", "volumeID", v.id, "accessMode", mode, "reason", why)
+	}
+	return pvc, err
+}
+
+// autoBackendAccessMode chooses the backend PVC's access mode when the StorageClass
+// does not: ReadWriteOncePod when the backend class is provisioned by a CSI driver
+// registered in the cluster (a CSIDriver object of the provisioner's name), else
+// ReadWriteOnce. Kubernetes enforces ReadWriteOncePod for CSI volumes only, and the
+// csi-provisioner sidecar passes it to a driver as SINGLE_NODE_WRITER (the mode of
+// ReadWriteOnce) unless the driver offers SINGLE_NODE_MULTI_WRITER, so every CSI
+// block driver provisions it. Other provisioners may refuse it or create volumes
+// that cannot bind to it. It also returns why, for the log.
+func (s *Service) autoBackendAccessMode(ctx context.Context, v volumeSpec) (corev1.PersistentVolumeAccessMode, string, error) {
+	sc := s.backendClass(v.params.BackendStorageClass)
+	if sc == nil {
+		return corev1.ReadWriteOnce, "the backend StorageClass is unknown (no backendStorageClass and no default class)", nil
+	}
+	_, err := s.client.StorageV1().CSIDrivers().Get(ctx, sc.Provisioner, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return corev1.ReadWriteOncePod, fmt.Sprintf("backend StorageClass %q is provisioned by the CSI driver %s", sc.Name, sc.Provisioner), nil
+	case apierrors.IsNotFound(err):
+		return corev1.ReadWriteOnce, fmt.Sprintf("backend StorageClass %q is provisioned by %s, which is not a registered CSI driver (no CSIDriver object); ReadWriteOncePod is enforced for CSI volumes only", sc.Name, sc.Provisioner), nil
+	case apierrors.IsForbidden(err):
+		// An RBAC from before pvnfs read CSIDrivers: the mode of older volumes.
+		return corev1.ReadWriteOnce, "cannot read CSIDrivers (RBAC): " + err.Error(), nil
+	}
+	return "", "", fmt.Errorf("reading CSIDriver %s of backend StorageClass %q: %w", sc.Provisioner, sc.Name, err)
+}
+
+// The annotations that mark the cluster's default StorageClass (k8s.io/api keeps
+// their names in an internal package only).
+const (
+	isDefaultClass     = "storageclass.kubernetes.io/is-default-class"
+	betaIsDefaultClass = "storageclass.beta.kubernetes.io/is-default-class"
+)
+
+// backendClass returns the named StorageClass, or with "" the cluster's default one
+// (the newest, as the PV controller picks it when several are marked), from the
+// cache; nil when there is none.
+func (s *Service) backendClass(name string) *storagev1.StorageClass {
+	if name != "" {
+		sc, _ := s.cache.storageClasses.Get(name)
+		return sc
+	}
+	all, _ := s.cache.storageClasses.List(labels.Everything())
+	var found *storagev1.StorageClass
+	for _, sc := range all {
+		a := sc.Annotations
+		if a[isDefaultClass] != "true" && a[betaIsDefaultClass] != "true" {
+			continue
+		}
+		if found == nil || sc.CreationTimestamp.After(found.CreationTimestamp.Time) {
+			found = sc
+		}
+	}
+	return found
 }
 
 func (s *Service) ensureDeployment(ctx context.Context, v volumeSpec) error {

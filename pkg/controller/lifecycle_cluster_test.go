@@ -312,7 +312,7 @@ func TestControlPlaneBadInputLeavesNothing(t *testing.T) {
 		req     *csi.CreateVolumeRequest
 		wantMsg string
 	}{
-		{name: "unknown parameter", req: createReq("bad-param", map[string]string{"nfsversion": "4.1"}), wantMsg: `parameter "nfsversion": unknown parameter; accepted parameters are backendStorageClass,`},
+		{name: "unknown parameter", req: createReq("bad-param", map[string]string{"nfsversion": "4.1"}), wantMsg: `parameter "nfsversion": unknown parameter; accepted parameters are backendAccessMode, backendStorageClass,`},
 		{name: "invalid value", req: createReq("bad-value", map[string]string{parameters.LeaseSeconds: "1"}), wantMsg: `"leaseSeconds"`},
 		{name: "block", req: block, wantMsg: "NFS filesystems"},
 		{name: "missing backend class", req: createReq("bad-class", map[string]string{parameters.BackendStorageClass: "does-not-exist"}), wantMsg: `StorageClass "does-not-exist" does not exist`},

@@ -78,12 +78,13 @@ func (c *Config) buildService(v volumeSpec) *corev1.Service {
 	}
 }
 
-// buildBackendPVC returns the RWO claim that holds the volume's data.
-func (c *Config) buildBackendPVC(v volumeSpec) *corev1.PersistentVolumeClaim {
+// buildBackendPVC returns the claim that holds the volume's data, with one access
+// mode: ReadWriteOncePod or ReadWriteOnce (backendAccessMode, see createBackendPVC).
+func (c *Config) buildBackendPVC(v volumeSpec, mode corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: c.meta(v, volume.ComponentBackend),
 		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			AccessModes: []corev1.PersistentVolumeAccessMode{mode},
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
 				corev1.ResourceStorage: *resource.NewQuantity(v.capacity, resource.BinarySI),
 			}},
@@ -125,6 +126,7 @@ const (
 // rolling update would leave the new pod waiting for the old pod's volume.
 func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 	sc := serverconfig.FromParameters(v.id, v.params)
+	sc.Clients = c.NFSClients
 	rt := serverconfig.RuntimeFor(v.params.Engine)
 	labels := volume.Labels(v.id, volume.ComponentServer)
 
@@ -180,7 +182,14 @@ func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 		}}, rt.Volumes...),
 		// The server needs no API access, and with hundreds of volumes in one
 		// namespace, service links would put thousands of variables in every pod.
-		AutomountServiceAccountToken:  ptr(false),
+		AutomountServiceAccountToken: ptr(false),
+		// The runtime's default seccomp profile for the whole pod. Kubernetes runs a
+		// privileged container (the kernel engine's) unconfined whatever this says,
+		// so it binds the Ganesha engine, whose container also sets it, and any
+		// container added to the pod (docs/security.md).
+		SecurityContext: &corev1.PodSecurityContext{
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		EnableServiceLinks:            ptr(false),
 		TerminationGracePeriodSeconds: ptr(int64(serverTerminationGrace)),
 		PriorityClassName:             v.params.PriorityClassName,

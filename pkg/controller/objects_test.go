@@ -50,6 +50,12 @@ func TestBuildDeploymentPerEngine(t *testing.T) {
 			if len(pod.Volumes) != 1+tc.extraVols || len(c.VolumeMounts) != 1+tc.extraVols {
 				t.Errorf("volumes %d mounts %d, want %d", len(pod.Volumes), len(c.VolumeMounts), 1+tc.extraVols)
 			}
+			if psc := pod.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod security context %+v, want seccomp RuntimeDefault", psc)
+			}
+			if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+				t.Error("the server pod must not mount a service account token")
+			}
 			if pod.Hostname != "pvnfs-pvc-1" {
 				t.Errorf("hostname %q: the NFSv4.1 server scope must not change with the pod", pod.Hostname)
 			}
@@ -114,7 +120,7 @@ func TestBuildServiceAndBackend(t *testing.T) {
 	if got := testConfig.buildService(v).Spec.ClusterIP; got != "10.96.3.3" {
 		t.Errorf("a recreated Service must ask for its old ClusterIP, got %q", got)
 	}
-	pvc := testConfig.buildBackendPVC(v)
+	pvc := testConfig.buildBackendPVC(v, corev1.ReadWriteOnce)
 	if pvc.Spec.StorageClassName != nil {
 		t.Errorf("no backendStorageClass must leave storageClassName nil (cluster default), got %q", *pvc.Spec.StorageClassName)
 	}
@@ -122,13 +128,31 @@ func TestBuildServiceAndBackend(t *testing.T) {
 		t.Errorf("request %s modes %v", q.String(), pvc.Spec.AccessModes)
 	}
 	v = testSpec(t, map[string]string{parameters.BackendStorageClass: "ebs-gp3"})
-	if got := testConfig.buildBackendPVC(v).Spec.StorageClassName; got == nil || *got != "ebs-gp3" {
+	if got := testConfig.buildBackendPVC(v, corev1.ReadWriteOncePod).Spec; len(got.AccessModes) != 1 || got.AccessModes[0] != corev1.ReadWriteOncePod {
+		t.Errorf("access modes %v, want [ReadWriteOncePod] alone", got.AccessModes)
+	}
+	if got := testConfig.buildBackendPVC(v, corev1.ReadWriteOnce).Spec.StorageClassName; got == nil || *got != "ebs-gp3" {
 		t.Errorf("storageClassName %v", got)
 	}
 	for _, obj := range []interface{ GetName() string }{svc, pvc} {
 		if obj.GetName() != "pvnfs-pvc-1" {
 			t.Errorf("name %q", obj.GetName())
 		}
+	}
+}
+
+func TestBuildDeploymentPassesNFSClients(t *testing.T) {
+	v := testSpec(t, nil)
+	args := func(c Config) string {
+		return strings.Join(c.buildDeployment(v).Spec.Template.Spec.Containers[0].Args, " ")
+	}
+	if got := args(testConfig); strings.Contains(got, "--clients") {
+		t.Errorf("without NFSClients the server is told %s", got)
+	}
+	c := testConfig
+	c.NFSClients = []string{"10.0.0.0/16", "10.1.0.0/16"}
+	if got := args(c); !strings.Contains(got, "--clients=10.0.0.0/16,10.1.0.0/16") {
+		t.Errorf("with NFSClients the server is told %s", got)
 	}
 }
 

@@ -28,6 +28,9 @@ func TestExportSettingsBothEngines(t *testing.T) {
 		// nfsd's versions file is told.
 		kernelOptions  string
 		kernelVersions string
+		// kernelClients are the exports line's client specs, each followed by the
+		// options; "" means "*".
+		kernelClients []string
 		// ganesha are lines ganesha.conf must have; ganeshaNot lines it must not.
 		ganesha    []string
 		ganeshaNot []string
@@ -36,8 +39,17 @@ func TestExportSettingsBothEngines(t *testing.T) {
 			name:           "defaults: sync, no root squash, NFS 4.1 and 4.2",
 			kernelOptions:  "rw,sync,no_subtree_check,insecure,no_root_squash,fsid=" + uuid("pvc-a") + ",sec=sys",
 			kernelVersions: "-2 -3 +4 -4.0 +4.1 +4.2\n",
+			ganeshaNot:     []string{"CLIENT", "Access_Type = None;"},
 			ganesha: []string{`Path = "/data/export";`, `Pseudo = "/data/export";`, "Access_Type = RW;",
 				"Squash = No_Root_Squash;", "Filesystem_id = " + majmin("pvc-a") + ";", "Minor_Versions = 1, 2;", "Protocols = 4;"},
+		},
+		{
+			name:           "export restricted to the nodes' networks",
+			mutate:         func(c *serverconfig.Config) { c.Clients = []string{"10.0.0.0/16", "fd00:10::/64"} },
+			kernelOptions:  "rw,sync,no_subtree_check,insecure,no_root_squash,fsid=" + uuid("pvc-a") + ",sec=sys",
+			kernelVersions: "-2 -3 +4 -4.0 +4.1 +4.2\n",
+			kernelClients:  []string{"10.0.0.0/16", "fd00:10::/64"},
+			ganesha:        []string{"Access_Type = None;", "CLIENT {", "Clients = 10.0.0.0/16, fd00:10::/64;", "Access_Type = RW;"},
 		},
 		{
 			name:           "root squash",
@@ -98,7 +110,15 @@ func TestExportSettingsBothEngines(t *testing.T) {
 				t.Fatal(err)
 			}
 			exports := string(kernel.ExportsFile(s))
-			wantLine := "\n" + c.ExportDir() + " *(" + tc.kernelOptions + ")\n"
+			clients := tc.kernelClients
+			if clients == nil {
+				clients = []string{"*"}
+			}
+			var specs []string
+			for _, cl := range clients {
+				specs = append(specs, cl+"("+tc.kernelOptions+")")
+			}
+			wantLine := "\n" + c.ExportDir() + " " + strings.Join(specs, " ") + "\n"
 			if !strings.HasSuffix(exports, wantLine) {
 				t.Errorf("kernel exports file:\n%s\nwant it to end with%s", exports, wantLine)
 			}

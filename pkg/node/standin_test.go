@@ -16,7 +16,7 @@ import (
 
 	"github.com/pvnfs/pvnfs/pkg/mounter"
 	"github.com/pvnfs/pvnfs/pkg/mounter/mounttest"
-	"github.com/pvnfs/pvnfs/pkg/mounter/standin"
+	"github.com/pvnfs/pvnfs/test/standin"
 )
 
 func TestMain(m *testing.M) { mounttest.Main(m) }

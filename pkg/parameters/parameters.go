@@ -19,6 +19,7 @@ import (
 // Parameter keys, as written in a StorageClass.
 const (
 	BackendStorageClass       = "backendStorageClass"
+	BackendAccessMode         = "backendAccessMode"
 	NFSVersion                = "nfsVersion"
 	ExportSync                = "exportSync"
 	RootSquash                = "rootSquash"
@@ -48,6 +49,13 @@ const (
 	PVCNameKey      = ProvisionerPrefix + "pvc/name"
 	PVCNamespaceKey = ProvisionerPrefix + "pvc/namespace"
 	PVNameKey       = ProvisionerPrefix + "pv/name"
+)
+
+// Values of backendAccessMode besides the two Kubernetes access modes.
+const (
+	// BackendAccessModeAuto (the default) asks for ReadWriteOncePod where the cluster
+	// and the backend class support it, ReadWriteOnce elsewhere (pkg/controller).
+	BackendAccessModeAuto = "auto"
 )
 
 // Server engines.
@@ -88,6 +96,9 @@ type Parameters struct {
 	// BackendStorageClass is the RWO StorageClass of the backend PVC; "" means the
 	// cluster's default StorageClass.
 	BackendStorageClass string
+	// BackendAccessMode is the access mode of the backend PVC: ReadWriteOncePod or
+	// ReadWriteOnce, or "" to let the controller choose (BackendAccessModeAuto).
+	BackendAccessMode corev1.PersistentVolumeAccessMode
 	// NFSVersion pins "4.1" or "4.2"; "" lets the node try 4.2, then 4.1.
 	NFSVersion string
 	// ExportSync exports with "sync": a write is on stable storage before the server
@@ -161,6 +172,18 @@ var parsers = map[string]func(p *Parameters, v string) string{
 			return "must be the name of a StorageClass (a lowercase DNS subdomain): " + strings.Join(errs, "; ")
 		}
 		p.BackendStorageClass = v
+		return ""
+	},
+	BackendAccessMode: func(p *Parameters, v string) string {
+		switch m := corev1.PersistentVolumeAccessMode(v); m {
+		case BackendAccessModeAuto:
+			p.BackendAccessMode = ""
+		case corev1.ReadWriteOncePod, corev1.ReadWriteOnce:
+			p.BackendAccessMode = m
+		default:
+			return fmt.Sprintf(`accepted values are %q (ReadWriteOncePod where the cluster and the backend support it, else ReadWriteOnce), %q (only the server pod may mount the backend volume) and %q (any pod on the server's node may)`,
+				BackendAccessModeAuto, corev1.ReadWriteOncePod, corev1.ReadWriteOnce)
+		}
 		return ""
 	},
 	NFSVersion: func(p *Parameters, v string) string {

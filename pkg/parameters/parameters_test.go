@@ -36,6 +36,21 @@ func TestParseAccepts(t *testing.T) {
 				t.Error(p.BackendStorageClass)
 			}
 		}},
+		{name: "backend access mode auto is the default", in: map[string]string{BackendAccessMode: "auto"}, check: func(t *testing.T, p Parameters) {
+			if p.BackendAccessMode != "" {
+				t.Error(p.BackendAccessMode)
+			}
+		}},
+		{name: "backend access mode ReadWriteOncePod", in: map[string]string{BackendAccessMode: "ReadWriteOncePod"}, check: func(t *testing.T, p Parameters) {
+			if p.BackendAccessMode != corev1.ReadWriteOncePod {
+				t.Error(p.BackendAccessMode)
+			}
+		}},
+		{name: "backend access mode ReadWriteOnce", in: map[string]string{BackendAccessMode: " ReadWriteOnce "}, check: func(t *testing.T, p Parameters) {
+			if p.BackendAccessMode != corev1.ReadWriteOnce {
+				t.Error(p.BackendAccessMode)
+			}
+		}},
 		{name: "provisioner keys are accepted and ignored", in: map[string]string{PVCNameKey: "data", PVNameKey: "pvc-1", ProvisionerPrefix + "anything": "x"}},
 		{name: "nfs 4.1", in: map[string]string{NFSVersion: "4.1"}, check: func(t *testing.T, p Parameters) {
 			if p.NFSVersion != "4.1" {
@@ -114,7 +129,9 @@ func TestParseRejects(t *testing.T) {
 		wantKey string
 		wantMsg string
 	}{
-		{name: "unknown key lists the accepted keys", in: map[string]string{"exportsync": "true"}, wantKey: "exportsync", wantMsg: "accepted parameters are backendStorageClass"},
+		{name: "unknown key lists the accepted keys", in: map[string]string{"exportsync": "true"}, wantKey: "exportsync", wantMsg: "accepted parameters are backendAccessMode, backendStorageClass"},
+		{name: "backend access mode RWX", in: map[string]string{BackendAccessMode: "ReadWriteMany"}, wantKey: BackendAccessMode, wantMsg: `"auto" (ReadWriteOncePod where the cluster and the backend support it, else ReadWriteOnce), "ReadWriteOncePod"`},
+		{name: "backend access mode abbreviated", in: map[string]string{BackendAccessMode: "RWOP"}, wantKey: BackendAccessMode, wantMsg: `"ReadWriteOnce"`},
 		{name: "backend class not a name", in: map[string]string{BackendStorageClass: "Fast SSD"}, wantKey: BackendStorageClass, wantMsg: "StorageClass"},
 		{name: "nfs 3", in: map[string]string{NFSVersion: "3"}, wantKey: NFSVersion, wantMsg: `"4.2" and "4.1"`},
 		{name: "nfs 4.0", in: map[string]string{NFSVersion: "4.0"}, wantKey: NFSVersion},

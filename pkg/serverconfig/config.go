@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -44,6 +45,11 @@ type Config struct {
 	NFSPort int
 	// HealthPort serves /healthz, /readyz and /metrics.
 	HealthPort int
+	// Clients are the networks (CIDRs) the export admits; none admits every
+	// address. The controller passes the nodes' networks (pvnfs-csi --nfs-clients),
+	// the same ones the chart's NetworkPolicy admits, so the export refuses what the
+	// policy refuses even where no CNI enforces policies.
+	Clients []string
 }
 
 // Default returns the settings of a volume whose StorageClass sets nothing.
@@ -99,6 +105,7 @@ const (
 	FlagGraceSeconds = "grace-seconds"
 	FlagNFSPort      = "nfs-port"
 	FlagHealthPort   = "health-port"
+	FlagClients      = "clients"
 )
 
 // AddFlags registers the settings as flags of pvnfs-server, with c's values as
@@ -120,6 +127,10 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.GraceSeconds, FlagGraceSeconds, c.GraceSeconds, "NFSv4 grace time in seconds after a start, during which clients reclaim their state")
 	fs.IntVar(&c.NFSPort, FlagNFSPort, c.NFSPort, "TCP port NFS is served on")
 	fs.IntVar(&c.HealthPort, FlagHealthPort, c.HealthPort, "TCP port of /healthz, /readyz and /metrics")
+	fs.Func(FlagClients, `comma-separated networks (CIDRs, e.g. "10.0.0.0/16,fd00:10::/64") the export admits; empty admits every address`, func(s string) error {
+		c.Clients = splitList(s)
+		return nil
+	})
 }
 
 // Args formats the settings as pvnfs-server arguments. Every setting is passed
@@ -140,13 +151,19 @@ func (c Config) Args() []string {
 	if c.ExportMode != "" {
 		args = append(args, flagArg(FlagExportMode, c.ExportMode))
 	}
-	return append(args,
+	args = append(args,
 		flagArg(FlagThreads, strconv.Itoa(c.Threads)),
 		flagArg(FlagLeaseSeconds, strconv.Itoa(c.LeaseSeconds)),
 		flagArg(FlagGraceSeconds, strconv.Itoa(c.GraceSeconds)),
 		flagArg(FlagNFSPort, strconv.Itoa(c.NFSPort)),
 		flagArg(FlagHealthPort, strconv.Itoa(c.HealthPort)),
 	)
+	// Only when set, so that servers made before the setting existed keep their
+	// pod template (and are not counted as outdated) while nothing restricts them.
+	if len(c.Clients) > 0 {
+		args = append(args, flagArg(FlagClients, strings.Join(c.Clients, ",")))
+	}
+	return args
 }
 
 func flagArg(name, value string) string { return "--" + name + "=" + value }
@@ -204,7 +221,30 @@ func (c Config) Validate() error {
 	if c.NFSPort == c.HealthPort {
 		bad(FlagHealthPort, "must differ from --%s", FlagNFSPort)
 	}
+	if _, err := ParseClients(c.Clients); err != nil {
+		bad(FlagClients, "%v", err)
+	}
 	return errors.Join(errs...)
+}
+
+// ParseClients parses networks in CIDR notation ("10.0.0.0/16", "fd00::/64"; a
+// single address is "10.0.0.7/32"). A network with host bits set is refused rather
+// than silently widened or narrowed: "10.0.0.7/16" is most likely a typo.
+func ParseClients(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%q is not a network in CIDR notation, e.g. 10.0.0.0/16 or fd00::/64", c))
+		case p.Masked() != p:
+			errs = append(errs, fmt.Errorf("%q has host bits set: did you mean %s?", c, p.Masked()))
+		default:
+			out = append(out, p)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // MinorVersion returns the NFSv4 minor version of "4.0", "4.1" or "4.2".

@@ -13,10 +13,12 @@ import (
 // whatever the controller derives from parameters, the server parses back unchanged.
 func TestArgsRoundTrip(t *testing.T) {
 	tests := []struct {
-		name   string
-		params map[string]string
+		name    string
+		params  map[string]string
+		clients []string
 	}{
 		{name: "defaults"},
+		{name: "export restricted to the nodes' networks", clients: []string{"10.0.0.0/16", "fd00:10::/64"}},
 		{name: "everything set", params: map[string]string{
 			parameters.ExportSync: "false", parameters.RootSquash: "true", parameters.ExportOwner: "33:33",
 			parameters.ExportMode: "2775", parameters.NFSThreads: "32", parameters.LeaseSeconds: "15",
@@ -29,6 +31,7 @@ func TestArgsRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := FromParameters("pvc-1", p)
+			want.Clients = tc.clients
 			if err := want.Validate(); err != nil {
 				t.Fatalf("derived config invalid: %v", err)
 			}
@@ -67,6 +70,10 @@ func TestValidate(t *testing.T) {
 		{name: "grace", mutate: func(c *Config) { c.GraceSeconds = 4000 }, wantErr: "--grace-seconds"},
 		{name: "port", mutate: func(c *Config) { c.NFSPort = 70000 }, wantErr: "--nfs-port"},
 		{name: "same ports", mutate: func(c *Config) { c.HealthPort = c.NFSPort }, wantErr: "--health-port"},
+		{name: "clients", mutate: func(c *Config) { c.Clients = []string{"10.0.0.0/8", "192.168.1.7/32", "fd00::/8"} }},
+		{name: "client not a network", mutate: func(c *Config) { c.Clients = []string{"10.0.0.0/8", "node-a"} }, wantErr: `--clients: "node-a" is not a network in CIDR notation`},
+		{name: "client address without length", mutate: func(c *Config) { c.Clients = []string{"10.0.0.7"} }, wantErr: "--clients"},
+		{name: "client with host bits", mutate: func(c *Config) { c.Clients = []string{"10.0.0.7/16"} }, wantErr: "did you mean 10.0.0.0/16?"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +91,21 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestArgsWithoutClientsUnchanged: a controller without --nfs-clients builds the
+// same arguments as before the setting existed, so it does not mark every existing
+// server outdated.
+func TestArgsWithoutClientsUnchanged(t *testing.T) {
+	c := Default()
+	c.VolumeID = "pvc-1"
+	if args := strings.Join(c.Args(), " "); strings.Contains(args, "--"+FlagClients) {
+		t.Errorf("args without clients: %s", args)
+	}
+	c.Clients = []string{"10.0.0.0/16", "10.1.0.0/16"}
+	if args := strings.Join(c.Args(), " "); !strings.HasSuffix(args, " --clients=10.0.0.0/16,10.1.0.0/16") {
+		t.Errorf("args with clients: %s", args)
 	}
 }
 

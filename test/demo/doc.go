@@ -16,6 +16,6 @@
 // gRPC services, csi-provisioner, mounts and mount namespaces. Simulated: nodes and
 // pods (kwok; no container runs), kubelet's volume calls (test/kubeletsim), and the
 // NFS leg of each node's mount, which is a bind mount of a directory standing for
-// the volume's NFS export (pkg/mounter/standin). It must never be pointed at a real
+// the volume's NFS export (test/standin). It must never be pointed at a real
 // cluster.
 package demo

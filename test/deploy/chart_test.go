@@ -35,10 +35,13 @@ func TestChartLint(t *testing.T) {
 		{name: "single controller without leader election", args: []string{"--set", "controller.replicas=1,controller.leaderElection=false"}},
 		{name: "existing namespace, no example class, no priority class", args: []string{"--set", "namespace.create=false,storageClass.create=false,serverPriorityClass.create=false"}},
 		{name: "mirror registry, digests, kubelet elsewhere", args: []string{"--set", "imageRegistry=mirror.example.com,images.pvnfsCSI.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef,kubeletDir=/var/lib/k0s/kubelet"}},
+		{name: "no network restriction", args: []string{"--set", "nfsClients.cidrs=null,networkPolicy.enabled=false,nfsClients.restrictExports=false"}},
+		{name: "policy widened, exports unrestricted", args: []string{"--set", "nfsClients.cidrs={10.0.0.0/16,fd00:10::/64},nfsClients.restrictExports=false," +
+			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring,networkPolicy.nfsFrom[0].podSelector.matchLabels.app=backup"}},
 		{name: "metrics on the nodes, file fsGroupPolicy", args: []string{"--set", "node.metricsPort=29763,csiDriver.fsGroupPolicy=File"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"lint", "--strict", repoPath(t, chartDir)}, tc.args...)
+			args := append(append([]string{"lint", "--strict", repoPath(t, chartDir)}, chartValues...), tc.args...)
 			if out, err := runHelm(t, helm, args...); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -194,9 +197,12 @@ func TestChartRefusesInvalidValues(t *testing.T) {
 		{"fsGroupPolicy pvnfs cannot honour", "csiDriver.fsGroupPolicy=ReadWriteOnceWithFSType", "supports None and File"},
 		{"two controllers without leader election", "controller.leaderElection=false", "must be true with more than one controller replica"},
 		{"unknown StorageClass parameter", "storageClass.parameters.nfsVersio=4.2", "pvnfs has no such parameter"},
+		{"no node networks for the policy", "nfsClients.cidrs=null", "nfsClients.cidrs is required while networkPolicy.enabled"},
+		{"no node networks for the exports", "nfsClients.cidrs=null,networkPolicy.enabled=false", "nfsClients.cidrs is required"},
+		{"node network not a CIDR", "nfsClients.cidrs={node-a}", `nfsClients.cidrs: "node-a" is not a network in CIDR notation`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := runHelm(t, helm, "template", releaseName, repoPath(t, chartDir), "--set", tc.set)
+			out, err := runHelm(t, helm, append(append([]string{"template", releaseName, repoPath(t, chartDir)}, chartValues...), "--set", tc.set)...)
 			if err == nil {
 				t.Fatalf("rendered with --set %s:\n%s", tc.set, out)
 			}

@@ -112,8 +112,8 @@ func (e *env) setUp(t testing.TB) error {
 
 	// The release record lives in "default"; the chart puts its objects in
 	// namespace.name (docs/install.md).
-	if _, err := runHelm(t, e.helm, "install", releaseName, repoPath(t, chartDir),
-		"--kubeconfig", e.cluster.Kubeconfig, "--namespace", "default"); err != nil {
+	if _, err := runHelm(t, e.helm, append([]string{"install", releaseName, repoPath(t, chartDir),
+		"--kubeconfig", e.cluster.Kubeconfig, "--namespace", "default"}, chartValues...)...); err != nil {
 		return err
 	}
 	e.objects = decodeObjects(t, render(t, e.helm))

@@ -35,7 +35,14 @@ const (
 	// waitLong bounds every wait for the control plane; it is a deadline against
 	// hangs, never an assertion about speed.
 	waitLong = 2 * time.Minute
+	// nodeCIDR stands for the nodes' network in nfsClients.cidrs, which the chart
+	// requires. Nothing enforces NetworkPolicy or exports here (no CNI, no NFS).
+	nodeCIDR = "10.0.0.0/16"
 )
+
+// chartValues are the values every test installs or renders the chart with: the
+// defaults plus the one value that has none.
+var chartValues = []string{"--set", "nfsClients.cidrs={" + nodeCIDR + "}"}
 
 // repoPath returns an absolute path inside the repository.
 func repoPath(t testing.TB, rel string) string {
@@ -99,10 +106,12 @@ func runHelm(t testing.TB, helm string, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// render runs `helm template` on the chart with the release name the manifests use.
+// render runs `helm template` on the chart with the release name the manifests use
+// and chartValues (args may override them).
 func render(t testing.TB, helm string, args ...string) []byte {
 	t.Helper()
-	out, err := runHelm(t, helm, append([]string{"template", releaseName, repoPath(t, chartDir), "--namespace", driverNamespace}, args...)...)
+	base := append([]string{"template", releaseName, repoPath(t, chartDir), "--namespace", driverNamespace}, chartValues...)
+	out, err := runHelm(t, helm, append(base, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

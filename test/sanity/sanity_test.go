@@ -20,10 +20,10 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/identity"
 	"github.com/pvnfs/pvnfs/pkg/mounter"
 	"github.com/pvnfs/pvnfs/pkg/mounter/mounttest"
-	"github.com/pvnfs/pvnfs/pkg/mounter/standin"
 	"github.com/pvnfs/pvnfs/pkg/node"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 	"github.com/pvnfs/pvnfs/test/localcluster"
+	"github.com/pvnfs/pvnfs/test/standin"
 )
 
 const namespace = "pvnfs-system"

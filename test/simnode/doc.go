@@ -1,6 +1,6 @@
 // Package simnode runs simulated Kubernetes nodes for tests and demos. A Node is
-// the real pvnfs-csi node plugin (--mode=node, with the NFS stand-in, see package
-// standin) running as its own process in a mount namespace of its own, a
+// the real pvnfs-csi node plugin (--mode=node, built with the NFS stand-in, see
+// package standin and Build) running as its own process in a mount namespace of its own, a
 // kubelet-like directory with kubelet's exact path layout, and a CSI gRPC client
 // on the plugin's socket. Its helpers act as kubelet would for pods scheduled on
 // the node (stage, publish, unpublish, unstage) and look inside the node (files,

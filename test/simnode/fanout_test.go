@@ -16,8 +16,8 @@ import (
 
 	"github.com/pvnfs/pvnfs/pkg/mounter"
 	"github.com/pvnfs/pvnfs/pkg/mounter/mounttest"
-	"github.com/pvnfs/pvnfs/pkg/mounter/standin"
 	"github.com/pvnfs/pvnfs/test/simnode"
+	"github.com/pvnfs/pvnfs/test/standin"
 )
 
 const (

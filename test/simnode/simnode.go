@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/pvnfs/pvnfs/pkg/mounter"
-	"github.com/pvnfs/pvnfs/pkg/mounter/standin"
 	"github.com/pvnfs/pvnfs/pkg/volume"
+	"github.com/pvnfs/pvnfs/test/standin"
 )
 
 // Options describe a simulated node.
@@ -74,12 +74,16 @@ type Node struct {
 	pluginDone chan struct{}
 }
 
-// Build builds pvnfs-csi into outDir with the go command and returns its path. Run
-// it from inside the pvnfs module (tests do: their working directory is their
-// package's directory).
+// StandInTag is the build tag that gives pvnfs-csi the NFS stand-in and its flag
+// --nfs-stand-in-dir; the production build has neither.
+const StandInTag = "pvnfs_standin"
+
+// Build builds pvnfs-csi with the NFS stand-in (StandInTag) into outDir with the go
+// command and returns its path. Run it from inside the pvnfs module (tests do: their
+// working directory is their package's directory).
 func Build(ctx context.Context, outDir string) (string, error) {
 	out := filepath.Join(outDir, "pvnfs-csi")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/pvnfs/pvnfs/cmd/pvnfs-csi")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", StandInTag, "-o", out, "github.com/pvnfs/pvnfs/cmd/pvnfs-csi")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build pvnfs-csi: %w\n%s", err, b)
 	}

@@ -36,6 +36,8 @@ type Settings struct {
 	Threads, LeaseSeconds, GraceSeconds, NFSPort int
 	// BindAddress is the address NFS listens on; "" means every address.
 	BindAddress string
+	// Clients are the networks the export admits; none admits every address.
+	Clients []netip.Prefix
 }
 
 // NewSettings derives the export settings from a validated configuration.
@@ -62,6 +64,10 @@ func NewSettings(c serverconfig.Config, bindAddress string) (Settings, error) {
 		}
 	}
 	sort.Ints(minors)
+	clients, err := serverconfig.ParseClients(c.Clients)
+	if err != nil {
+		return Settings{}, err // Validate refused it already
+	}
 	major, minor := serverconfig.FSIDMajorMinor(c.VolumeID)
 	return Settings{
 		VolumeID:      c.VolumeID,
@@ -79,6 +85,7 @@ func NewSettings(c serverconfig.Config, bindAddress string) (Settings, error) {
 		GraceSeconds:  c.GraceSeconds,
 		NFSPort:       c.NFSPort,
 		BindAddress:   bindAddress,
+		Clients:       clients,
 	}, nil
 }
 

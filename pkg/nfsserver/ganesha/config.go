@@ -101,7 +101,12 @@ func Config(s engine.Settings, runDir string) []byte {
 	w("\tPath = \"%s\";", s.ExportDir)
 	w("\t# Clients mount the same path as with the kernel engine.")
 	w("\tPseudo = \"%s\";", s.ExportDir)
-	w("\tAccess_Type = RW;")
+	if len(s.Clients) > 0 {
+		w("\t# --clients: only these networks may use the export (the CLIENT block below); every other address is refused.")
+		w("\tAccess_Type = None;")
+	} else {
+		w("\tAccess_Type = RW;")
+	}
 	if s.RootSquash {
 		w("\tSquash = Root_Squash;")
 	} else {
@@ -115,6 +120,16 @@ func Config(s engine.Settings, runDir string) []byte {
 	w("\tSecType = sys;")
 	w("\t# Derived from the volume ID: the same on every node and after every restart.")
 	w("\tFilesystem_id = %d.%d;", s.FSIDMajor, s.FSIDMinor)
+	if len(s.Clients) > 0 {
+		nets := make([]string, len(s.Clients))
+		for i, c := range s.Clients {
+			nets[i] = c.String()
+		}
+		w("\tCLIENT {")
+		w("\t\tClients = %s;", strings.Join(nets, ", "))
+		w("\t\tAccess_Type = RW;")
+		w("\t}")
+	}
 	w("\tFSAL {")
 	w("\t\tName = VFS;")
 	w("\t}")

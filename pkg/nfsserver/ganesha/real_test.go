@@ -109,6 +109,8 @@ type volume struct {
 	root, runDir         string
 	nfsPort, healthPort  int
 	leaseSecs, graceSecs int
+	// args are more pvnfs-server flags, e.g. --clients.
+	args []string
 }
 
 func newVolume(tb testing.TB, lease, grace int) *volume {
@@ -162,6 +164,7 @@ func start(tb, owner testing.TB, v *volume) *server {
 		fmt.Sprintf("--nfs-port=%d", v.nfsPort), fmt.Sprintf("--health-port=%d", v.healthPort),
 		"--bind-address=127.0.0.1", "--run-dir=" + v.runDir, "--health-interval=250ms",
 	}
+	args = append(args, v.args...)
 	s := &server{v: v, log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command("setpriv", args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -537,6 +540,48 @@ func TestGaneshaRealNFS(t *testing.T) {
 }
 
 // processesUnder lists running processes whose command line mentions dir.
+// TestGaneshaRealNFSClients: with --clients the export serves only those networks.
+// The client (libnfs over loopback) comes from 127.0.0.1: admitted by 127.0.0.0/8,
+// refused by networks without it (an IPv6 one among them, which Ganesha's
+// configuration parser must accept too).
+func TestGaneshaRealNFSClients(t *testing.T) {
+	requireReal(t)
+	for _, tc := range []struct {
+		name    string
+		clients string
+		admit   bool
+	}{
+		{"client inside the networks", "10.255.0.0/16,127.0.0.0/8", true},
+		{"client inside with an IPv6 network in the list", "fd00:10::/64,127.0.0.0/8", true},
+		{"client outside the networks", "10.255.0.0/16,fd00:10::/64", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVolume(t, 10, 10)
+			v.args = []string{"--clients=" + tc.clients}
+			srv := start(t, t, v)
+			srv.waitReady(t, time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			content := random(t)
+			if err := os.WriteFile(filepath.Join(v.exportDir(), "hello.txt"), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := nfs(ctx, "nfs-cat", v.url("hello.txt"))
+			switch {
+			case tc.admit && (err != nil || got != content):
+				t.Errorf("--clients=%s: nfs-cat from 127.0.0.1 = %q, %v; want the file", tc.clients, got, err)
+			case !tc.admit && err == nil:
+				t.Errorf("--clients=%s: nfs-cat from 127.0.0.1 read %q; want it refused", tc.clients, got)
+			case !tc.admit:
+				t.Logf("refused as it should be: %v", err)
+			}
+			if err := put(ctx, v, "written.txt", "x", 0); (err == nil) != tc.admit {
+				t.Errorf("--clients=%s: nfs-cp from 127.0.0.1: %v (admitted: %v)", tc.clients, err, tc.admit)
+			}
+		})
+	}
+}
+
 func processesUnder(tb testing.TB, dir string) []string {
 	tb.Helper()
 	entries, err := os.ReadDir("/proc")

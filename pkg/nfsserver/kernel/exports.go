@@ -39,12 +39,21 @@ func ExportOptions(s engine.Settings) []string {
 	return append(opts, "fsid="+s.FSIDUUID, "sec=sys")
 }
 
-// ExportsFile returns the exports(5) file that exports the volume to every client:
-// the server is only reachable through its Service, and access is the cluster's
-// NetworkPolicy's business.
+// ExportsFile returns the exports(5) file that exports the volume to its clients:
+// the networks of --clients, each with the same options, or every address ("*")
+// when none is given. rpc.mountd builds the NFSv4 pseudo-root from the same client
+// list, so an address outside it cannot even look up the export's path.
 func ExportsFile(s engine.Settings) []byte {
-	return []byte(fmt.Sprintf("# Written by pvnfs-server for volume %s; rewritten at every start.\n%s *(%s)\n",
-		s.VolumeID, escapePath(s.ExportDir), strings.Join(ExportOptions(s), ",")))
+	opts := "(" + strings.Join(ExportOptions(s), ",") + ")"
+	clients := []string{"*" + opts}
+	if len(s.Clients) > 0 {
+		clients = clients[:0]
+		for _, c := range s.Clients {
+			clients = append(clients, c.String()+opts)
+		}
+	}
+	return []byte(fmt.Sprintf("# Written by pvnfs-server for volume %s; rewritten at every start.\n%s %s\n",
+		s.VolumeID, escapePath(s.ExportDir), strings.Join(clients, " ")))
 }
 
 // escapePath octal-escapes the characters exports(5) would take as separators.

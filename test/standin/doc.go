@@ -20,6 +20,10 @@
 //     files, as a server whose export got a new file system ID: existing mounts
 //     of it see ESTALE, a new mount sees the files.
 //
-// It must never be used on a real node: it is selected only by the pvnfs-csi flag
-// --nfs-stand-in-dir.
+// It must never be used on a real node, so it is not part of any binary that ships:
+// only a pvnfs-csi built with the build tag pvnfs_standin (test/simnode builds it so)
+// has the flag --nfs-stand-in-dir that selects it, and test/binaries proves that the
+// production build contains neither. It lives under test/ because nothing in pkg/
+// may depend on it; the images' Dockerfile copies only cmd/ and pkg/, so a tagged
+// build there would not even compile.
 package standin
