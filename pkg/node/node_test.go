@@ -585,8 +585,8 @@ func TestStageRecoversBrokenMount(t *testing.T) {
 		return &mounter.HelperError{Command: "umount", Killed: true, ExitCode: -1, Err: ctx.Err()}
 	}
 	tests := []struct {
-		name      string
-		statfs    error // nil: blocks (server not responding)
+		name       string
+		statfs     error // nil: blocks (server not responding)
 		unmount    func(context.Context, string, mounter.UnmountMode) error
 		podMounts  int
 		wantSteps  []string
