@@ -88,6 +88,8 @@ fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzIDFromName -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseContext -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzSnapshotKeyFromName -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzParseSnapshotID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
 
 .PHONY: manifests
