@@ -127,7 +127,7 @@ const (
 func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
 	sc := serverconfig.FromParameters(v.id, v.params)
 	sc.Clients = c.NFSClients
-	rt := serverconfig.RuntimeFor(v.params.Engine)
+	rt := ServerRuntimeFor(v.params.Engine)
 	labels := volume.Labels(v.id, volume.ComponentServer)
 
 	container := corev1.Container{

@@ -32,7 +32,7 @@ func TestBuildDeploymentPerEngine(t *testing.T) {
 		extraVols  int
 	}{
 		{name: "kernel", params: nil, privileged: true},
-		{name: "ganesha", params: map[string]string{parameters.ServerEngine: "ganesha"}, caps: serverconfig.GaneshaCapabilities(), extraVols: 2},
+		{name: "ganesha", params: map[string]string{parameters.ServerEngine: "ganesha"}, caps: GaneshaCapabilities(), extraVols: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

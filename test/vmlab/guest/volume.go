@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
@@ -79,7 +80,7 @@ func (v *Volume) Start(ctx context.Context, sandbox *NetNS) (*Pod, error) {
 		Backend:    v.Backend,
 		VolumeRoot: v.Config.VolumeRoot,
 		Args:       v.Config.Args(),
-		Runtime:    serverconfig.RuntimeFor(v.Params.Engine),
+		Runtime:    controller.ServerRuntimeFor(v.Params.Engine),
 	})
 	if err != nil {
 		return nil, err
