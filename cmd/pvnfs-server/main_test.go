@@ -21,7 +21,8 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 
 	var names []string
 	c := serverconfig.Default()
-	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", "1:1", "0755"
+	mode := serverconfig.Mode(0o755)
+	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", &serverconfig.Owner{UID: 1, GID: 1}, &mode
 	for _, a := range c.Args() {
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		names = append(names, name)
@@ -81,7 +82,8 @@ func TestRunRefusesBadFlags(t *testing.T) {
 // TestControllerArgsParse: what the controller passes is accepted as it is.
 func TestControllerArgsParse(t *testing.T) {
 	c := serverconfig.Default()
-	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", "33:33", "2775"
+	mode := serverconfig.Mode(0o2775)
+	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", &serverconfig.Owner{UID: 33, GID: 33}, &mode
 	fs := flag.NewFlagSet("pvnfs-server", flag.ContinueOnError)
 	var got serverconfig.Config
 	got.AddFlags(fs)
