@@ -11,7 +11,7 @@ import (
 )
 
 // TestHelpDocumentsEveryFlag: --help exits 0 and describes every flag the
-// controller passes (serverconfig.Config.Args) and every server-only flag.
+// controller may pass (serverconfig.Flags) and every server-only flag.
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"--help"}, &out); code != 0 {
@@ -19,14 +19,8 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	}
 	help := out.String()
 
-	var names []string
-	c := serverconfig.Default()
-	mode := serverconfig.Mode(0o755)
-	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", &serverconfig.Owner{UID: 1, GID: 1}, &mode
-	for _, a := range c.Args() {
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		names = append(names, name)
-	}
+	names := serverconfig.Flags() // every flag the controller may pass
+
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	o := nfsserver.DefaultOptions()
 	o.AddFlags(fs)
