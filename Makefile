@@ -97,6 +97,8 @@ fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseContext -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
+	$(GO) test -run '^$$' -fuzz FuzzParametersToServer -fuzztime 30s ./pkg/serverconfig
+	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 30s ./pkg/serverconfig
 
 .PHONY: manifests
 manifests: ## Regenerate deploy/kubernetes from the Helm chart (a test fails when they drift).
