@@ -42,10 +42,18 @@ tools: ## Install what the tests need: Debian packages, the Kubernetes control p
 	bash $(TOOLS) all
 
 .PHONY: test
-test: tools verify ## Run every check CI runs: gofmt, vet, staticcheck, then unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha, demo end to end.
+test: tools verify ## Run every check CI runs: gofmt, vet, staticcheck, then unit, fuzz seeds, control plane, csi-sanity, mounts, NFS-Ganesha, the VM lab's real-kernel NFS, demo end to end.
 	PVNFS_REQUIRE_ALL=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	@# pvnfs-csi's NFS stand-in flag exists only in test builds (tag pvnfs_standin).
 	$(GO) test -count=1 -tags pvnfs_standin ./cmd/pvnfs-csi/
+
+# A -test.run pattern for the VM lab's guest tests, e.g. VMLAB_RUN=TestNodeOutage.
+VMLAB_RUN ?=
+
+.PHONY: vmlab
+vmlab: ## Run only the VM lab (root): the server and node tests on a real kernel under qemu (docs/vmlab.md); VMLAB_RUN=<pattern> runs some.
+	bash $(TOOLS) vmlab
+	PVNFS_REQUIRE_ALL=1 PVNFS_VMLAB_RUN='$(VMLAB_RUN)' $(GO) test -count=1 -timeout 40m -v -run TestKernelNFS ./test/vmlab/
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no root, mounts or control plane (they skip).
@@ -91,6 +99,8 @@ fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzSnapshotKeyFromName -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseSnapshotID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
+	$(GO) test -run '^$$' -fuzz FuzzParametersToServer -fuzztime 30s ./pkg/serverconfig
+	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 30s ./pkg/serverconfig
 
 .PHONY: manifests
 manifests: ## Regenerate deploy/kubernetes from the Helm chart (a test fails when they drift).

@@ -92,6 +92,7 @@ func run(ctx context.Context, o *options) error {
 			ServerPullSecrets:     o.controller.pullSecrets(),
 			NFSClients:            o.controller.clients(),
 			MaxWait:               o.controller.maxWait,
+			AfterStep:             o.controller.crashHook.afterStep(),
 		})
 		ctrl.EnableSnapshots(snapshots, controller.NewHTTPFlusher(o.controller.serverNetwork.dial()))
 		// Caches fill in the background; Probe says not ready until they have.

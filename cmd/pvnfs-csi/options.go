@@ -53,7 +53,11 @@ type controllerOptions struct {
 	resync                  time.Duration
 	deleteOrphansAfter      time.Duration
 
-	// serverNetwork is empty in the production build (servernet_production.go).
+	// crashHook is empty in the production build; fault tests build pvnfs-csi with
+	// the tag pvnfs_standin to stop the controller at a named step.
+	crashHook crashHookOptions
+	// serverNetwork is empty in the production build (servernet_production.go);
+	// snapshot tests reach simulated server pods through it.
 	serverNetwork serverNetworkOptions
 }
 
@@ -97,6 +101,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.controller.leaderElectionNamespace, "leader-election-namespace", o.controller.leaderElectionNamespace, "namespace of the leader election Lease (default: --namespace)")
 	fs.DurationVar(&o.controller.resync, "reconcile-resync", o.controller.resync, "how often the reconciler re-checks every volume besides reacting to watch events")
 	fs.DurationVar(&o.controller.deleteOrphansAfter, "delete-orphans-after", o.controller.deleteOrphansAfter, "delete a volume's objects (and, per the backend StorageClass's reclaim policy, its data) once no PersistentVolume has referred to it for this long; 0 only reports orphans, never deletes")
+	o.controller.crashHook.addFlags(fs)
 	o.controller.serverNetwork.addFlags(fs)
 	o.node.addFlags(fs)
 }
@@ -151,6 +156,9 @@ func (o *options) validate() error {
 		}
 		if ns := o.controller.leaderElectionNamespace; ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
 			errs = append(errs, fmt.Errorf("--leader-election-namespace %q: must be a namespace name", ns))
+		}
+		if err := o.controller.crashHook.validate(); err != nil {
+			errs = append(errs, err)
 		}
 		if err := o.controller.serverNetwork.validate(); err != nil {
 			errs = append(errs, err)

@@ -11,7 +11,7 @@ import (
 )
 
 // TestHelpDocumentsEveryFlag: --help exits 0 and describes every flag the
-// controller passes (serverconfig.Config.Args) and every server-only flag.
+// controller may pass (serverconfig.Flags) and every server-only flag.
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"--help"}, &out); code != 0 {
@@ -19,13 +19,8 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	}
 	help := out.String()
 
-	var names []string
-	c := serverconfig.Default()
-	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", "1:1", "0755"
-	for _, a := range c.Args() {
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		names = append(names, name)
-	}
+	names := serverconfig.Flags() // every flag the controller may pass
+
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	o := nfsserver.DefaultOptions()
 	o.AddFlags(fs)
@@ -81,7 +76,8 @@ func TestRunRefusesBadFlags(t *testing.T) {
 // TestControllerArgsParse: what the controller passes is accepted as it is.
 func TestControllerArgsParse(t *testing.T) {
 	c := serverconfig.Default()
-	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", "33:33", "2775"
+	mode := serverconfig.Mode(0o2775)
+	c.VolumeID, c.ExportOwner, c.ExportMode = "pvc-1", &serverconfig.Owner{UID: 33, GID: 33}, &mode
 	fs := flag.NewFlagSet("pvnfs-server", flag.ContinueOnError)
 	var got serverconfig.Config
 	got.AddFlags(fs)

@@ -41,6 +41,30 @@ type Config struct {
 	MaxWait time.Duration
 	// Registerer receives the controller's metrics; nil leaves them unexported.
 	Registerer prometheus.Registerer
+	// AfterStep, when set, is called after each step of CreateVolume (Step*) with
+	// the volume's ID. It is nil in production; fault tests stop the controller at
+	// a named step with it, so that a crash lands where they say and not wherever a
+	// timer happened to fire.
+	AfterStep func(step, volumeID string)
+}
+
+// The steps of CreateVolume, in order, as AfterStep names them. Each leaves the
+// volume in a state a retry completes.
+const (
+	StepServiceEnsured    = "service-ensured"
+	StepBackendPVCEnsured = "backend-pvc-ensured"
+	StepDeploymentEnsured = "deployment-ensured"
+)
+
+// Steps lists the steps of CreateVolume in order.
+func Steps() []string {
+	return []string{StepServiceEnsured, StepBackendPVCEnsured, StepDeploymentEnsured}
+}
+
+func (c *Config) afterStep(step, volumeID string) {
+	if c.AfterStep != nil {
+		c.AfterStep(step, volumeID)
+	}
 }
 
 // Service is the CSI controller service.

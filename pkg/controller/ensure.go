@@ -29,10 +29,16 @@ func (s *Service) ensureObjects(ctx context.Context, v *volumeSpec) error {
 	if err := s.ensureService(ctx, v); err != nil {
 		return err
 	}
+	s.cfg.afterStep(StepServiceEnsured, v.id)
 	if err := s.ensurePVC(ctx, *v); err != nil {
 		return err
 	}
-	return s.ensureDeployment(ctx, *v)
+	s.cfg.afterStep(StepBackendPVCEnsured, v.id)
+	if err := s.ensureDeployment(ctx, *v); err != nil {
+		return err
+	}
+	s.cfg.afterStep(StepDeploymentEnsured, v.id)
+	return nil
 }
 
 func (s *Service) ensureService(ctx context.Context, v *volumeSpec) error {

@@ -113,6 +113,18 @@ func (m *metrics) setReconciler(r *reconciler) {
 	m.r = r
 }
 
+// looks returns how many times the reconciler running in this replica has finished
+// looking at a volume (0 where none runs).
+func (m *metrics) looks(id string) int {
+	m.mu.Lock()
+	r := m.r
+	m.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return r.lookCount(id)
+}
+
 func (m *metrics) counts() (orphans, outdated int) {
 	m.mu.Lock()
 	r := m.r

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pvnfs/pvnfs/pkg/parameters"
-	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -126,9 +125,8 @@ const (
 // backend PVC. Recreate, because the RWO backend can be mounted by one pod only: a
 // rolling update would leave the new pod waiting for the old pod's volume.
 func (c *Config) buildDeployment(v volumeSpec) *appsv1.Deployment {
-	sc := serverconfig.FromParameters(v.id, v.params)
-	sc.Clients = c.NFSClients
-	rt := serverconfig.RuntimeFor(v.params.Engine)
+	sc := v.params.ServerConfig(v.id, c.NFSClients)
+	rt := ServerRuntimeFor(sc.Engine)
 	labels := volume.Labels(v.id, volume.ComponentServer)
 
 	container := corev1.Container{

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pvnfs/pvnfs/pkg/parameters"
-	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -32,7 +31,7 @@ func TestBuildDeploymentPerEngine(t *testing.T) {
 		extraVols  int
 	}{
 		{name: "kernel", params: nil, privileged: true},
-		{name: "ganesha", params: map[string]string{parameters.ServerEngine: "ganesha"}, caps: serverconfig.GaneshaCapabilities(), extraVols: 2},
+		{name: "ganesha", params: map[string]string{parameters.ServerEngine: "ganesha"}, caps: GaneshaCapabilities(), extraVols: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,7 +58,7 @@ func TestBuildDeploymentPerEngine(t *testing.T) {
 			if pod.Hostname != "pvnfs-pvc-1" {
 				t.Errorf("hostname %q: the NFSv4.1 server scope must not change with the pod", pod.Hostname)
 			}
-			want := serverconfig.FromParameters("pvc-1", v.params).Args()
+			want := v.params.ServerConfig("pvc-1", nil).Args()
 			if !slices.Equal(c.Args, want) {
 				t.Errorf("args %v, want %v", c.Args, want)
 			}

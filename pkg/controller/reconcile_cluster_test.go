@@ -26,6 +26,25 @@ func eventually(t *testing.T, what string, cond func(ctx context.Context) (bool,
 	}
 }
 
+// waitLooked waits until the running reconciler has finished looking at the volume
+// more than after times, or the volume has no object left for it to look at. A
+// test asserting that the reconciler left something alone waits here first, so
+// that it observes the reconciler's decision rather than a moment before it.
+func (d *testDriver) waitLooked(t *testing.T, id string, after int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("the reconciler looks at volume %s (%d times so far)", id, after), func(context.Context) (bool, error) {
+		return d.svc.metrics.looks(id) > after || !d.svc.cache.lookup(d.ns, id).exists(), nil
+	})
+}
+
+// lookedAgain returns once a sync of the volume has started and finished after
+// the call: the workqueue runs one sync of a volume at a time, so the second one
+// to finish from now started after now.
+func (d *testDriver) lookedAgain(t *testing.T, id string) {
+	t.Helper()
+	d.waitLooked(t, id, d.svc.metrics.looks(id)+1)
+}
+
 func (d *testDriver) hasEvent(ctx context.Context, reason, objName string) bool {
 	evs, err := d.cluster.Client.CoreV1().Events(d.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -176,7 +195,8 @@ func TestControlPlaneReconcilerRepairsLostObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.restart(t) // a fresh reconciler looks at it from scratch
-		time.Sleep(3 * time.Second)
+		id, _ := volume.IDFromName("lost-backend")
+		d.waitLooked(t, id, 0)
 		if _, err := k.CoreV1().Services(d.ns).Get(ctx, obj, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Service of a volume whose backend PVC is being deleted was recreated: %v", err)
 		}
@@ -218,10 +238,11 @@ func TestControlPlaneReconcilerOrphans(t *testing.T) {
 			d := startDriverWith(t, &ReconcileOptions{Resync: time.Second, OrphanMinAge: time.Second, DeleteOrphansAfter: tc.deleteAfter})
 			name := "orphan-" + strings.ReplaceAll(tc.name, " ", "-")
 			id, _ := volume.IDFromName(name)
-			d.create(t, name, nil)
 			k := d.cluster.Client
 			ctx := callCtx(t, time.Minute)
 			if tc.withPV {
+				// Before the volume: otherwise the reconciler may judge it between
+				// CreateVolume and the PV, when it is an orphan.
 				pv := &corev1.PersistentVolume{
 					ObjectMeta: metav1.ObjectMeta{Name: "pv-" + id},
 					Spec: corev1.PersistentVolumeSpec{
@@ -238,20 +259,30 @@ func TestControlPlaneReconcilerOrphans(t *testing.T) {
 					_ = k.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
 				})
 			}
+			d.create(t, name, nil)
 			obj := volume.ObjectName(id)
 			if tc.wantEvent {
 				eventually(t, "Orphaned event", func(ctx context.Context) (bool, error) { return d.hasEvent(ctx, EventOrphaned, obj), nil })
 			} else {
-				time.Sleep(5 * time.Second)
-				if d.hasEvent(ctx, EventOrphaned, obj) {
-					t.Error("a volume with a PV was reported as an orphan")
+				// Judged once it is older than OrphanMinAge (as the reconciler
+				// measures it), by a sync that started after that.
+				pvc, err := k.CoreV1().PersistentVolumeClaims(d.ns).Get(ctx, obj, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, "the volume is old enough to be judged", func(context.Context) (bool, error) {
+					return time.Since(pvc.CreationTimestamp.Time) >= time.Second, nil
+				})
+				d.lookedAgain(t, id)
+				if orphans, _ := d.svc.metrics.counts(); orphans != 0 || d.hasEvent(ctx, EventOrphaned, obj) {
+					t.Errorf("a volume with a PV was reported as an orphan (%d orphans)", orphans)
 				}
 			}
 			if tc.wantGone {
 				waitGone(t, d, id)
 				return
 			}
-			time.Sleep(3 * time.Second)
+			d.lookedAgain(t, id) // it looked at the orphan again, and kept it
 			if counts := d.objectCounts(t, id); counts["pvc"] != 1 || counts["deployment"] != 1 {
 				t.Errorf("volume objects %v, want them kept", counts)
 			}
@@ -286,7 +317,8 @@ func TestControlPlaneDeleteVolumeConvergesAfterCrash(t *testing.T) {
 				}
 			}
 			d.restart(t)
-			time.Sleep(2 * time.Second) // let the new reconciler see the half-deleted volume
+			id, _ := volume.IDFromName(name)
+			d.waitLooked(t, id, 0) // the new reconciler saw the half-deleted volume
 			if _, err := d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: name}); err != nil {
 				t.Fatalf("DeleteVolume after a crash: %v", err)
 			}

@@ -18,7 +18,6 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/ganesha"
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/kernel"
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/rpcprobe"
-	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/version"
 	"github.com/pvnfs/pvnfs/pkg/volume"
@@ -46,17 +45,14 @@ type Server struct {
 	rpcAddr  string
 }
 
-// New validates the configuration and builds the server and its engine. It
-// starts nothing.
+// New validates the configuration (engine.NewSettings) and the options, and builds
+// the server and its engine. It starts nothing.
 func New(cfg serverconfig.Config, opts Options, deps Deps) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
+	s, err := engine.NewSettings(cfg, opts.BindAddress)
+	if err != nil {
 		return nil, err
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
-	s, err := engine.NewSettings(cfg, opts.BindAddress)
-	if err != nil {
 		return nil, err
 	}
 	eng := deps.Engine
@@ -66,12 +62,12 @@ func New(cfg serverconfig.Config, opts Options, deps Deps) (*Server, error) {
 		}
 		k, g := opts.engineOptions()
 		switch cfg.Engine {
-		case parameters.EngineKernel:
+		case serverconfig.EngineKernel:
 			eng, err = kernel.New(s, k, deps.Runner)
-		case parameters.EngineGanesha:
+		case serverconfig.EngineGanesha:
 			eng, err = ganesha.New(s, g, deps.Runner)
-		default:
-			err = fmt.Errorf("--engine: %q is not %q or %q", cfg.Engine, parameters.EngineKernel, parameters.EngineGanesha)
+		default: // Validate refused it; a new engine needs a case here
+			err = fmt.Errorf("--engine: %q is not %q or %q", cfg.Engine, serverconfig.EngineKernel, serverconfig.EngineGanesha)
 		}
 		if err != nil {
 			return nil, err

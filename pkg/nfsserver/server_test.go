@@ -165,7 +165,8 @@ func (h *harness) wait() error {
 func kernelServer(t *testing.T, env *kerneltest.Env) (serverconfig.Config, nfsserver.Options) {
 	cfg := env.Config
 	cfg.NFSPort = fakeNFS(t)
-	cfg.ExportOwner, cfg.ExportMode = "1234:5678", "2775"
+	mode := serverconfig.Mode(0o2775)
+	cfg.ExportOwner, cfg.ExportMode = &serverconfig.Owner{UID: 1234, GID: 5678}, &mode
 	opts := testOptions(t)
 	opts.ProcDir = env.Options.ProcDir
 	opts.Kernel = env.Options

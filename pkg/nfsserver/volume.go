@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -103,56 +101,46 @@ func mkdir(path string, mode os.FileMode) error {
 	return err
 }
 
-// applyOwner sets the export root's owner ("uid:gid") when it differs.
-func applyOwner(path, owner string) error {
-	if owner == "" {
+// applyOwner sets the export root's owner when it differs.
+func applyOwner(path string, owner *serverconfig.Owner) error {
+	if owner == nil {
 		return nil
-	}
-	u, g, _ := strings.Cut(owner, ":")
-	uid, err1 := strconv.Atoi(u)
-	gid, err2 := strconv.Atoi(g)
-	if err1 != nil || err2 != nil {
-		return fmt.Errorf("owner %q is not a numeric uid:gid", owner)
 	}
 	st, err := os.Lstat(path)
 	if err != nil {
 		return err
 	}
 	sys := st.Sys().(*syscall.Stat_t)
-	if int(sys.Uid) == uid && int(sys.Gid) == gid {
+	if int64(sys.Uid) == owner.UID && int64(sys.Gid) == owner.GID {
 		return nil
 	}
-	if err := os.Lchown(path, uid, gid); err != nil {
+	if err := os.Lchown(path, int(owner.UID), int(owner.GID)); err != nil {
 		return err
 	}
-	klog.InfoS("Export root owner changed", "path", path, "from", fmt.Sprintf("%d:%d", sys.Uid, sys.Gid), "to", owner)
+	klog.InfoS("Export root owner changed", "path", path, "from", fmt.Sprintf("%d:%d", sys.Uid, sys.Gid), "to", owner.String())
 	return nil
 }
 
-// applyMode sets the export root's permission bits (octal, with setgid and
-// sticky) when they differ.
-func applyMode(path, mode string) error {
-	if mode == "" {
+// applyMode sets the export root's permission bits (setgid and sticky included)
+// when they differ.
+func applyMode(path string, mode *serverconfig.Mode) error {
+	if mode == nil {
 		return nil
-	}
-	m, err := strconv.ParseUint(mode, 8, 32)
-	if err != nil || m > 0o7777 {
-		return fmt.Errorf("mode %q is not octal from 0000 to 7777", mode)
 	}
 	st, err := os.Lstat(path)
 	if err != nil {
 		return err
 	}
-	have := st.Sys().(*syscall.Stat_t).Mode & 0o7777
-	if uint64(have) == m {
+	have := serverconfig.Mode(st.Sys().(*syscall.Stat_t).Mode & 0o7777)
+	if have == *mode {
 		return nil
 	}
 	// syscall.Chmod takes the raw bits, setgid and sticky included, which
 	// os.FileMode spells differently.
-	if err := syscall.Chmod(path, uint32(m)); err != nil {
+	if err := syscall.Chmod(path, uint32(*mode)); err != nil {
 		return &os.PathError{Op: "chmod", Path: path, Err: err}
 	}
-	klog.InfoS("Export root mode changed", "path", path, "from", fmt.Sprintf("%04o", have), "to", fmt.Sprintf("%04o", m))
+	klog.InfoS("Export root mode changed", "path", path, "from", have.String(), "to", mode.String())
 	return nil
 }
 

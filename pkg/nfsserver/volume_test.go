@@ -30,8 +30,8 @@ func TestPrepareVolume(t *testing.T) {
 	tests := []struct {
 		name       string
 		setup      func(t *testing.T, root string)
-		owner      string
-		mode       string
+		owner      *serverconfig.Owner
+		mode       *serverconfig.Mode
 		wantExport layout
 		wantErr    string
 		// check runs after a successful prepare.
@@ -50,8 +50,8 @@ func TestPrepareVolume(t *testing.T) {
 				t.Errorf("write probe: %v", err)
 			}
 		}},
-		{name: "owner and mode with setgid", owner: "33:33", mode: "2775", wantExport: layout{33, 33, 0o2775}},
-		{name: "only the export root changes, never the tree below it", owner: "1000:1000", mode: "0770",
+		{name: "owner and mode with setgid", owner: &serverconfig.Owner{UID: 33, GID: 33}, mode: mode(0o2775), wantExport: layout{33, 33, 0o2775}},
+		{name: "only the export root changes, never the tree below it", owner: &serverconfig.Owner{UID: 1000, GID: 1000}, mode: mode(0o770),
 			setup: func(t *testing.T, root string) {
 				mkdirs(t, filepath.Join(root, "export", "app"))
 				if err := os.WriteFile(filepath.Join(root, "export", "app", "data"), []byte("x"), 0o600); err != nil {
@@ -124,7 +124,7 @@ func TestPrepareVolume(t *testing.T) {
 // mode changes nothing, not even the inode's change time.
 func TestPrepareVolumeLeavesCorrectRootAlone(t *testing.T) {
 	c := serverconfig.Default()
-	c.VolumeID, c.VolumeRoot, c.ExportOwner, c.ExportMode = "pvc-1", t.TempDir(), "33:33", "2775"
+	c.VolumeID, c.VolumeRoot, c.ExportOwner, c.ExportMode = "pvc-1", t.TempDir(), &serverconfig.Owner{UID: 33, GID: 33}, mode(0o2775)
 	if err := prepareVolume(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +233,8 @@ func mkdirs(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+func mode(m serverconfig.Mode) *serverconfig.Mode { return &m }
 
 func asStep(err error, target **engine.StepError) bool {
 	se, ok := err.(*engine.StepError)

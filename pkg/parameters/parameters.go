@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,22 +14,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
-// Parameter keys, as written in a StorageClass.
+// Parameter keys, as written in a StorageClass. The keys of the server's own
+// settings are defined with those settings (package serverconfig).
 const (
 	BackendStorageClass       = "backendStorageClass"
 	BackendAccessMode         = "backendAccessMode"
 	NFSVersion                = "nfsVersion"
-	ExportSync                = "exportSync"
-	RootSquash                = "rootSquash"
-	ExportOwner               = "exportOwner"
-	ExportMode                = "exportMode"
-	NFSThreads                = "nfsThreads"
-	LeaseSeconds              = "leaseSeconds"
-	GraceSeconds              = "graceSeconds"
-	ServerEngine              = "serverEngine"
+	ExportSync                = serverconfig.ParamSync
+	RootSquash                = serverconfig.ParamRootSquash
+	ExportOwner               = serverconfig.ParamExportOwner
+	ExportMode                = serverconfig.ParamExportMode
+	NFSThreads                = serverconfig.ParamThreads
+	LeaseSeconds              = serverconfig.ParamLeaseSeconds
+	GraceSeconds              = serverconfig.ParamGraceSeconds
+	ServerEngine              = serverconfig.ParamEngine
 	ServerCPURequest          = "serverCPURequest"
 	ServerMemoryRequest       = "serverMemoryRequest"
 	ServerCPULimit            = "serverCPULimit"
@@ -58,18 +61,18 @@ const (
 	BackendAccessModeAuto = "auto"
 )
 
-// Server engines.
+// Server engines (serverconfig's).
 const (
-	EngineKernel  = "kernel"
-	EngineGanesha = "ganesha"
+	EngineKernel  = serverconfig.EngineKernel
+	EngineGanesha = serverconfig.EngineGanesha
 )
 
 // Defaults, chosen for a shared web root that must survive a server failover. The
-// reasons are in docs/parameters.md.
+// reasons are in docs/parameters.md. The server's own are serverconfig's.
 const (
-	DefaultNFSThreads                = 8
-	DefaultLeaseSeconds              = 30
-	DefaultGraceSeconds              = 30
+	DefaultNFSThreads                = serverconfig.DefaultThreads
+	DefaultLeaseSeconds              = serverconfig.DefaultLeaseSeconds
+	DefaultGraceSeconds              = serverconfig.DefaultGraceSeconds
 	DefaultFailoverTolerationSeconds = 30
 	DefaultServerCPURequest          = "100m"
 	DefaultServerMemoryRequest       = "64Mi"
@@ -77,19 +80,15 @@ const (
 )
 
 // NFS-Ganesha 4.3 refuses to start with a longer lease or grace period
-// (ganesha-core-config(8)); the ganesha engine takes its limits from here.
+// (ganesha-core-config(8)).
 const (
-	GaneshaMaxLeaseSeconds = 120
-	GaneshaMaxGraceSeconds = 180
+	GaneshaMaxLeaseSeconds = serverconfig.GaneshaMaxLeaseSeconds
+	GaneshaMaxGraceSeconds = serverconfig.GaneshaMaxGraceSeconds
 )
 
-// Limits of the numeric parameters. nfsd refuses a lease under 10 s; an hour is far
-// beyond any useful failover setting.
-const (
-	minNFSThreads, maxNFSThreads = 1, 1024
-	minLease, maxLease           = 10, 3600
-	maxFailoverToleration        = 3600
-)
+// maxFailoverToleration bounds failoverTolerationSeconds: an hour is far beyond any
+// useful failover setting.
+const maxFailoverToleration = 3600
 
 // Parameters are a volume's validated StorageClass parameters with defaults filled in.
 type Parameters struct {
@@ -101,23 +100,10 @@ type Parameters struct {
 	BackendAccessMode corev1.PersistentVolumeAccessMode
 	// NFSVersion pins "4.1" or "4.2"; "" lets the node try 4.2, then 4.1.
 	NFSVersion string
-	// ExportSync exports with "sync": a write is on stable storage before the server
-	// acknowledges it. false ("async") is faster and loses acknowledged writes when
-	// the server's node crashes.
-	ExportSync bool
-	// RootSquash maps client root to the anonymous user.
-	RootSquash bool
-	// ExportOwner, when set, is the owner of the export root.
-	ExportOwner *Owner
-	// ExportMode, when set, is the permission bits of the export root.
-	ExportMode *uint32
-	// NFSThreads is the number of nfsd threads (kernel) or worker threads (Ganesha).
-	NFSThreads int
-	// LeaseSeconds and GraceSeconds are the NFSv4 lease and grace periods.
-	LeaseSeconds int
-	GraceSeconds int
-	// Engine is the NFS server implementation: EngineKernel or EngineGanesha.
-	Engine string
+	// Server are the NFS server's settings (engine, export, threads, lease and
+	// grace) as the StorageClass chose them, defaults filled in. The volume's own
+	// settings (its ID, the export's client networks) are added by ServerConfig.
+	Server serverconfig.Config
 	// Resources of the server container.
 	Resources corev1.ResourceRequirements
 	// PriorityClassName of the server pod; "" for none.
@@ -130,13 +116,18 @@ type Parameters struct {
 	FailoverTolerationSeconds int64
 }
 
-// Owner is a numeric uid:gid.
-type Owner struct {
-	UID, GID int64
+// ServerConfig returns the settings of the volume's NFS server: the StorageClass's
+// choices with the volume's ID and the networks its export admits.
+func (p Parameters) ServerConfig(volumeID string, clients []string) serverconfig.Config {
+	c := p.Server
+	c.VolumeID = volumeID
+	c.NFSVersions = slices.Clone(c.NFSVersions)
+	c.Clients = slices.Clone(clients)
+	return c
 }
 
-// String formats the owner as "uid:gid".
-func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+// Owner is a numeric uid:gid (serverconfig's).
+type Owner = serverconfig.Owner
 
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid StorageClass parameter")
@@ -166,7 +157,8 @@ func Keys() []string {
 }
 
 // parsers holds one function per key; each sets its field in p or explains why not.
-var parsers = map[string]func(p *Parameters, v string) string{
+// The server's settings are read by serverconfig, which describes each of them once.
+var parsers = withServerSettings(map[string]func(p *Parameters, v string) string{
 	BackendStorageClass: func(p *Parameters, v string) string {
 		if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
 			return "must be the name of a StorageClass (a lowercase DNS subdomain): " + strings.Join(errs, "; ")
@@ -194,37 +186,6 @@ var parsers = map[string]func(p *Parameters, v string) string{
 			}
 		}
 		return fmt.Sprintf("accepted values are %s (NFS 2, 3 and 4.0 are not served)", quoteJoin(volume.NFSVersions))
-	},
-	ExportSync: func(p *Parameters, v string) string { return parseBool(v, &p.ExportSync) },
-	RootSquash: func(p *Parameters, v string) string { return parseBool(v, &p.RootSquash) },
-	ExportOwner: func(p *Parameters, v string) string {
-		u, g, ok := strings.Cut(v, ":")
-		uid, err1 := strconv.ParseInt(u, 10, 64)
-		gid, err2 := strconv.ParseInt(g, 10, 64)
-		if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 || uid > 1<<32-2 || gid > 1<<32-2 {
-			return `must be a numeric "uid:gid", for example "33:33" (www-data)`
-		}
-		p.ExportOwner = &Owner{UID: uid, GID: gid}
-		return ""
-	},
-	ExportMode: func(p *Parameters, v string) string {
-		m, err := strconv.ParseUint(v, 8, 32)
-		if err != nil || m > 0o7777 {
-			return `must be octal permission bits from "0000" to "7777", for example "0775" or "2775"`
-		}
-		mode := uint32(m)
-		p.ExportMode = &mode
-		return ""
-	},
-	NFSThreads:   func(p *Parameters, v string) string { return parseInt(v, minNFSThreads, maxNFSThreads, &p.NFSThreads) },
-	LeaseSeconds: func(p *Parameters, v string) string { return parseInt(v, minLease, maxLease, &p.LeaseSeconds) },
-	GraceSeconds: func(p *Parameters, v string) string { return parseInt(v, minLease, maxLease, &p.GraceSeconds) },
-	ServerEngine: func(p *Parameters, v string) string {
-		if v != EngineKernel && v != EngineGanesha {
-			return fmt.Sprintf("accepted values are %q (the Linux kernel NFS server, needs nfsd on the node and a privileged pod) and %q (NFS-Ganesha in userspace)", EngineKernel, EngineGanesha)
-		}
-		p.Engine = v
-		return ""
 	},
 	ServerCPURequest: func(p *Parameters, v string) string {
 		return parseQuantity(v, p.Resources.Requests, corev1.ResourceCPU)
@@ -261,16 +222,19 @@ var parsers = map[string]func(p *Parameters, v string) string{
 		p.FailoverTolerationSeconds = int64(n)
 		return ""
 	},
+})
+
+func withServerSettings(m map[string]func(p *Parameters, v string) string) map[string]func(p *Parameters, v string) string {
+	for _, key := range serverconfig.ParameterKeys() {
+		m[key] = func(p *Parameters, v string) string { return p.Server.SetParameter(key, v) }
+	}
+	return m
 }
 
 // Defaults returns the parameters of a StorageClass that sets none.
 func Defaults() Parameters {
 	return Parameters{
-		ExportSync:                true,
-		NFSThreads:                DefaultNFSThreads,
-		LeaseSeconds:              DefaultLeaseSeconds,
-		GraceSeconds:              DefaultGraceSeconds,
-		Engine:                    EngineKernel,
+		Server:                    serverconfig.Default(),
 		FailoverTolerationSeconds: DefaultFailoverTolerationSeconds,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
@@ -314,22 +278,20 @@ func Parse(in map[string]string) (Parameters, error) {
 // crossCheck validates what involves more than one parameter.
 func (p *Parameters) crossCheck(in map[string]string) []error {
 	var errs []error
-	if p.GraceSeconds < p.LeaseSeconds && in[GraceSeconds] != "" {
+	srv := &p.Server
+	if srv.GraceSeconds < srv.LeaseSeconds && in[GraceSeconds] != "" {
 		errs = append(errs, &Error{Key: GraceSeconds, Value: in[GraceSeconds], Reason: fmt.Sprintf(
 			"must be at least %s (%d): clients need one lease period to notice a restart and reclaim their state",
-			LeaseSeconds, p.LeaseSeconds)})
-	} else if p.GraceSeconds < p.LeaseSeconds {
+			LeaseSeconds, srv.LeaseSeconds)})
+	} else if srv.GraceSeconds < srv.LeaseSeconds {
 		// Only the lease was raised: keep the grace period in step instead of failing.
-		p.GraceSeconds = p.LeaseSeconds
+		srv.GraceSeconds = srv.LeaseSeconds
 	}
-	if p.Engine == EngineGanesha {
-		if p.LeaseSeconds > GaneshaMaxLeaseSeconds {
-			errs = append(errs, &Error{Key: LeaseSeconds, Value: in[LeaseSeconds], Reason: fmt.Sprintf(
-				"%d is more than NFS-Ganesha accepts (%d) with %s %q", p.LeaseSeconds, GaneshaMaxLeaseSeconds, ServerEngine, EngineGanesha)})
-		}
-		if p.GraceSeconds > GaneshaMaxGraceSeconds {
-			errs = append(errs, &Error{Key: GraceSeconds, Value: in[GraceSeconds], Reason: fmt.Sprintf(
-				"%d is more than NFS-Ganesha accepts (%d) with %s %q", p.GraceSeconds, GaneshaMaxGraceSeconds, ServerEngine, EngineGanesha)})
+	// The rules between server settings (an engine's limits) are serverconfig's;
+	// each value on its own was checked as it was read.
+	if err := srv.ValidateParameters(); err != nil {
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			errs = append(errs, paramError(e, in))
 		}
 	}
 	for _, r := range []struct {
@@ -351,6 +313,19 @@ func (p *Parameters) crossCheck(in map[string]string) []error {
 			"%s must not exceed %s (%s)", req.String(), r.limKey, lim.String())})
 	}
 	return errs
+}
+
+// paramError names a refused server setting by its StorageClass parameter.
+func paramError(err error, in map[string]string) error {
+	var e *serverconfig.Error
+	if !errors.As(err, &e) || e.Param == "" {
+		return err // a setting no StorageClass chooses: a bug in its default
+	}
+	reason := e.ParamReason
+	if reason == "" {
+		reason = fmt.Sprintf("value %q is not accepted: %s", in[e.Param], e.Reason)
+	}
+	return &Error{Key: e.Param, Value: in[e.Param], Reason: reason}
 }
 
 // Stored returns the parameters as given, without the provisioner's own keys, as the
@@ -377,18 +352,6 @@ func Load(stored string) (map[string]string, Parameters, error) {
 	}
 	p, err := Parse(in)
 	return in, p, err
-}
-
-func parseBool(v string, dst *bool) string {
-	switch strings.ToLower(v) {
-	case "true":
-		*dst = true
-	case "false":
-		*dst = false
-	default:
-		return `accepted values are "true" and "false"`
-	}
-	return ""
 }
 
 func parseInt(v string, min, max int, dst *int) string {

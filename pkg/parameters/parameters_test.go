@@ -14,10 +14,10 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.ExportSync || p.RootSquash || p.Engine != EngineKernel || p.NFSThreads != DefaultNFSThreads ||
-		p.LeaseSeconds != DefaultLeaseSeconds || p.GraceSeconds != DefaultGraceSeconds ||
+	if !p.Server.Sync || p.Server.RootSquash || p.Server.Engine != EngineKernel || p.Server.Threads != DefaultNFSThreads ||
+		p.Server.LeaseSeconds != DefaultLeaseSeconds || p.Server.GraceSeconds != DefaultGraceSeconds ||
 		p.FailoverTolerationSeconds != DefaultFailoverTolerationSeconds || p.NFSVersion != "" ||
-		p.BackendStorageClass != "" || p.ExportOwner != nil || p.ExportMode != nil {
+		p.BackendStorageClass != "" || p.Server.ExportOwner != nil || p.Server.ExportMode != nil {
 		t.Errorf("unexpected defaults: %+v", p)
 	}
 	if got := p.Resources.Limits.Memory().String(); got != DefaultServerMemoryLimit {
@@ -58,22 +58,22 @@ func TestParseAccepts(t *testing.T) {
 			}
 		}},
 		{name: "async and root squash", in: map[string]string{ExportSync: "false", RootSquash: "TRUE"}, check: func(t *testing.T, p Parameters) {
-			if p.ExportSync || !p.RootSquash {
+			if p.Server.Sync || !p.Server.RootSquash {
 				t.Errorf("%+v", p)
 			}
 		}},
 		{name: "owner and setgid mode", in: map[string]string{ExportOwner: "33:33", ExportMode: "2775"}, check: func(t *testing.T, p Parameters) {
-			if *p.ExportOwner != (Owner{33, 33}) || *p.ExportMode != 0o2775 {
-				t.Errorf("%v %o", p.ExportOwner, *p.ExportMode)
+			if *p.Server.ExportOwner != (Owner{UID: 33, GID: 33}) || *p.Server.ExportMode != 0o2775 {
+				t.Errorf("%v %o", p.Server.ExportOwner, *p.Server.ExportMode)
 			}
 		}},
 		{name: "raising only the lease raises the grace too", in: map[string]string{LeaseSeconds: "90"}, check: func(t *testing.T, p Parameters) {
-			if p.LeaseSeconds != 90 || p.GraceSeconds != 90 {
-				t.Errorf("lease %d grace %d", p.LeaseSeconds, p.GraceSeconds)
+			if p.Server.LeaseSeconds != 90 || p.Server.GraceSeconds != 90 {
+				t.Errorf("lease %d grace %d", p.Server.LeaseSeconds, p.Server.GraceSeconds)
 			}
 		}},
 		{name: "ganesha engine and threads", in: map[string]string{ServerEngine: "ganesha", NFSThreads: "64"}, check: func(t *testing.T, p Parameters) {
-			if p.Engine != EngineGanesha || p.NFSThreads != 64 {
+			if p.Server.Engine != EngineGanesha || p.Server.Threads != 64 {
 				t.Errorf("%+v", p)
 			}
 		}},
@@ -200,13 +200,13 @@ func TestStoredAndLoad(t *testing.T) {
 		t.Error("Stored is not canonical")
 	}
 	raw, p, err := Load(s)
-	if err != nil || p.NFSThreads != 16 || p.ExportSync || len(raw) != 2 {
+	if err != nil || p.Server.Threads != 16 || p.Server.Sync || len(raw) != 2 {
 		t.Errorf("Load(%s) = %v %+v %v", s, raw, p, err)
 	}
 	if _, _, err := Load("{"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Load of garbage: %v", err)
 	}
-	if _, p, err := Load(""); err != nil || !p.ExportSync {
+	if _, p, err := Load(""); err != nil || !p.Server.Sync {
 		t.Errorf("Load of empty: %+v %v", p, err)
 	}
 }
@@ -235,7 +235,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		_, again, err := Load(Stored(in))
-		if err != nil || again.NFSThreads != p.NFSThreads || again.GraceSeconds != p.GraceSeconds || again.Engine != p.Engine {
+		if err != nil || again.Server.Threads != p.Server.Threads || again.Server.GraceSeconds != p.Server.GraceSeconds || again.Server.Engine != p.Server.Engine {
 			t.Fatalf("Load(Stored(%v)) = %+v, %v; want %+v", in, again, err, p)
 		}
 	})

@@ -6,23 +6,51 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"path"
 	"strconv"
 	"strings"
 
-	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
-// DefaultHealthPort serves /healthz, /readyz and /metrics in the server pod.
-const DefaultHealthPort = 9102
+// Server engines, the values of --engine and of the StorageClass's serverEngine.
+const (
+	EngineKernel  = "kernel"
+	EngineGanesha = "ganesha"
+)
 
-// Config is what one volume's NFS server is told by its Deployment.
+// Defaults, chosen for a shared web root that must survive a server failover. The
+// reasons are in docs/parameters.md.
+const (
+	DefaultThreads      = 8
+	DefaultLeaseSeconds = 30
+	DefaultGraceSeconds = 30
+	// DefaultHealthPort serves /healthz, /readyz and /metrics in the server pod.
+	DefaultHealthPort = 9102
+)
+
+// Limits of the numeric settings. nfsd refuses a lease under 10 s; an hour is far
+// beyond any useful failover setting. NFS-Ganesha 4.3 refuses to start with a
+// longer lease or grace period than its own limits (ganesha-core-config(8)).
+const (
+	MinThreads, MaxThreads           = 1, 1024
+	MinLeaseSeconds, MaxLeaseSeconds = 10, 3600
+	GaneshaMaxLeaseSeconds           = 120
+	GaneshaMaxGraceSeconds           = 180
+)
+
+// Config is one volume's NFS server settings: what the StorageClass chose (each
+// setting that has a Param* key), what the controller adds (the volume ID, the
+// export's client networks) and the fixed layout of the pod (volume root, ports).
+// The controller formats it with Args; pvnfs-server reads it back with AddFlags;
+// both check it with Validate. docs/architecture.md, "A volume's settings", shows
+// the whole path.
 type Config struct {
 	// VolumeID is the pvnfs volume ID; the export's fsid is derived from it.
 	VolumeID string
-	// Engine is parameters.EngineKernel or parameters.EngineGanesha.
+	// Engine is EngineKernel or EngineGanesha.
 	Engine string
 	// VolumeRoot is where the backend volume is mounted.
 	VolumeRoot string
@@ -32,10 +60,10 @@ type Config struct {
 	Sync bool
 	// RootSquash maps client root to the anonymous user.
 	RootSquash bool
-	// ExportOwner ("uid:gid") and ExportMode (octal) are applied to the export root
-	// when set; "" leaves it as it is.
-	ExportOwner string
-	ExportMode  string
+	// ExportOwner and ExportMode are applied to the export root when set; nil
+	// leaves it as it is.
+	ExportOwner *Owner
+	ExportMode  *Mode
 	// Threads is the number of server threads.
 	Threads int
 	// LeaseSeconds and GraceSeconds are the NFSv4 lease and grace periods.
@@ -52,34 +80,34 @@ type Config struct {
 	Clients []string
 }
 
-// Default returns the settings of a volume whose StorageClass sets nothing.
-func Default() Config {
-	p := parameters.Defaults()
-	return FromParameters("", p)
+// Owner is a numeric uid:gid.
+type Owner struct {
+	UID, GID int64
 }
 
-// FromParameters derives a volume's server settings from its parameters.
-func FromParameters(id string, p parameters.Parameters) Config {
-	c := Config{
-		VolumeID:     id,
-		Engine:       p.Engine,
+// String formats the owner as "uid:gid".
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+
+// Mode is the permission bits of the export root, setgid and sticky included.
+type Mode uint32
+
+// String formats the mode as four octal digits, e.g. "2775".
+func (m Mode) String() string { return fmt.Sprintf("%04o", uint32(m)) }
+
+// Default returns the settings of a volume whose StorageClass sets nothing, before
+// the controller adds the volume's ID and client networks.
+func Default() Config {
+	return Config{
+		Engine:       EngineKernel,
 		VolumeRoot:   volume.VolumeRoot,
 		NFSVersions:  []string{"4.1", "4.2"},
-		Sync:         p.ExportSync,
-		RootSquash:   p.RootSquash,
-		Threads:      p.NFSThreads,
-		LeaseSeconds: p.LeaseSeconds,
-		GraceSeconds: p.GraceSeconds,
+		Sync:         true,
+		Threads:      DefaultThreads,
+		LeaseSeconds: DefaultLeaseSeconds,
+		GraceSeconds: DefaultGraceSeconds,
 		NFSPort:      int(volume.NFSPort),
 		HealthPort:   DefaultHealthPort,
 	}
-	if p.ExportOwner != nil {
-		c.ExportOwner = p.ExportOwner.String()
-	}
-	if p.ExportMode != nil {
-		c.ExportMode = fmt.Sprintf("%04o", *p.ExportMode)
-	}
-	return c
 }
 
 // ExportDir is the exported directory below the volume root. Clients never see the
@@ -108,123 +136,425 @@ const (
 	FlagClients      = "clients"
 )
 
-// AddFlags registers the settings as flags of pvnfs-server, with c's values as
-// defaults.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.VolumeID, FlagVolumeID, c.VolumeID, "pvnfs volume ID; the export's stable fsid is derived from it (required)")
-	fs.StringVar(&c.Engine, FlagEngine, c.Engine, `NFS server: "kernel" (Linux nfsd; needs the nfsd module and a privileged pod) or "ganesha" (NFS-Ganesha in userspace)`)
-	fs.StringVar(&c.VolumeRoot, FlagVolumeRoot, c.VolumeRoot, "mount point of the backend volume; the export is its subdirectory \"export\", server state lives in \".pvnfs\"")
-	fs.Func(FlagNFSVersions, fmt.Sprintf("comma-separated NFSv4 minor versions to serve, from 4.0, 4.1, 4.2 (default %q)", strings.Join(c.NFSVersions, ",")), func(s string) error {
-		c.NFSVersions = splitList(s)
-		return nil
-	})
-	fs.BoolVar(&c.Sync, FlagSync, c.Sync, "export with sync (writes are on stable storage before they are acknowledged); false exports async and can lose acknowledged writes on a crash")
-	fs.BoolVar(&c.RootSquash, FlagRootSquash, c.RootSquash, "map requests from client root to the anonymous user")
-	fs.StringVar(&c.ExportOwner, FlagExportOwner, c.ExportOwner, `"uid:gid" to give the export root, e.g. "33:33"; empty leaves it unchanged`)
-	fs.StringVar(&c.ExportMode, FlagExportMode, c.ExportMode, `octal mode to give the export root, e.g. "2775"; empty leaves it unchanged`)
-	fs.IntVar(&c.Threads, FlagThreads, c.Threads, "number of NFS server threads")
-	fs.IntVar(&c.LeaseSeconds, FlagLeaseSeconds, c.LeaseSeconds, "NFSv4 lease time in seconds: how long a silent client keeps its state")
-	fs.IntVar(&c.GraceSeconds, FlagGraceSeconds, c.GraceSeconds, "NFSv4 grace time in seconds after a start, during which clients reclaim their state")
-	fs.IntVar(&c.NFSPort, FlagNFSPort, c.NFSPort, "TCP port NFS is served on")
-	fs.IntVar(&c.HealthPort, FlagHealthPort, c.HealthPort, "TCP port of /healthz, /readyz and /metrics")
-	fs.Func(FlagClients, `comma-separated networks (CIDRs, e.g. "10.0.0.0/16,fd00:10::/64") the export admits; empty admits every address`, func(s string) error {
-		c.Clients = splitList(s)
-		return nil
-	})
+// StorageClass parameters that are server settings. The other parameters shape
+// the backend PVC and the pod (package parameters).
+const (
+	ParamEngine       = "serverEngine"
+	ParamSync         = "exportSync"
+	ParamRootSquash   = "rootSquash"
+	ParamExportOwner  = "exportOwner"
+	ParamExportMode   = "exportMode"
+	ParamThreads      = "nfsThreads"
+	ParamLeaseSeconds = "leaseSeconds"
+	ParamGraceSeconds = "graceSeconds"
+)
+
+// setting describes one server setting once: its flag, its StorageClass parameter,
+// how its value is written and read, and what it must be. Args, AddFlags,
+// SetParameter and Validate are loops over the list below, so a setting added there
+// reaches the controller's arguments, the server's flags and the StorageClass
+// together, checked by the same rule everywhere.
+type setting struct {
+	flag string
+	// param is the StorageClass parameter; "" when the controller decides the
+	// setting (the volume's ID and client networks, the pod's layout).
+	param string
+	usage string
+	// optional settings are passed only when set, so that servers made before the
+	// setting existed keep their pod template (and are not counted as outdated).
+	optional bool
+	// isBool flags may be given without a value ("--root-squash").
+	isBool bool
+	// list settings name the bad element in their reason: their errors do not
+	// repeat the whole value.
+	list bool
+	// format writes the value as the flag carries it.
+	format func(c *Config) string
+	// parse reads a value written by format (or a StorageClass parameter) into c,
+	// or says why it cannot.
+	parse func(c *Config, v string) string
+	// check says what is wrong with the value in c, "" when nothing.
+	check func(c *Config) string
+}
+
+// settings are in the order Args passes them; that order is part of every server
+// Deployment's template.
+var settings = []*setting{
+	{
+		flag: FlagVolumeID, usage: "pvnfs volume ID; the export's stable fsid is derived from it (required)",
+		format: func(c *Config) string { return c.VolumeID },
+		parse:  func(c *Config, v string) string { c.VolumeID = v; return "" },
+		check: func(c *Config) string {
+			if _, err := volume.ParseID(c.VolumeID); err != nil {
+				return err.Error()
+			}
+			return ""
+		},
+	},
+	{
+		flag: FlagEngine, param: ParamEngine,
+		usage:  `NFS server: "kernel" (Linux nfsd; needs the nfsd module and a privileged pod) or "ganesha" (NFS-Ganesha in userspace)`,
+		format: func(c *Config) string { return c.Engine },
+		parse:  func(c *Config, v string) string { c.Engine = v; return "" },
+		check: func(c *Config) string {
+			if c.Engine != EngineKernel && c.Engine != EngineGanesha {
+				return fmt.Sprintf("accepted values are %q (the Linux kernel NFS server, needs nfsd on the node and a privileged pod) and %q (NFS-Ganesha in userspace)", EngineKernel, EngineGanesha)
+			}
+			return ""
+		},
+	},
+	{
+		flag: FlagVolumeRoot, usage: "mount point of the backend volume; the export is its subdirectory \"export\", server state lives in \".pvnfs\"",
+		format: func(c *Config) string { return c.VolumeRoot },
+		parse:  func(c *Config, v string) string { c.VolumeRoot = v; return "" },
+		check: func(c *Config) string {
+			if !path.IsAbs(c.VolumeRoot) || path.Clean(c.VolumeRoot) == "/" {
+				return "must be an absolute path below /"
+			}
+			return ""
+		},
+	},
+	{
+		flag: FlagNFSVersions, usage: "comma-separated NFSv4 minor versions to serve, from 4.0, 4.1, 4.2", list: true,
+		format: func(c *Config) string { return strings.Join(c.NFSVersions, ",") },
+		parse:  func(c *Config, v string) string { c.NFSVersions = splitList(v); return "" },
+		check: func(c *Config) string {
+			if len(c.NFSVersions) == 0 {
+				return "at least one version is needed"
+			}
+			for _, v := range c.NFSVersions {
+				if _, err := MinorVersion(v); err != nil {
+					return err.Error()
+				}
+			}
+			return ""
+		},
+	},
+	boolSetting(FlagSync, ParamSync, "export with sync (writes are on stable storage before they are acknowledged); false exports async and can lose acknowledged writes on a crash",
+		func(c *Config) *bool { return &c.Sync }),
+	boolSetting(FlagRootSquash, ParamRootSquash, "map requests from client root to the anonymous user",
+		func(c *Config) *bool { return &c.RootSquash }),
+	{
+		flag: FlagExportOwner, param: ParamExportOwner, optional: true,
+		usage: `"uid:gid" to give the export root, e.g. "33:33"; unset leaves it unchanged`,
+		format: func(c *Config) string {
+			if c.ExportOwner == nil {
+				return ""
+			}
+			return c.ExportOwner.String()
+		},
+		parse: func(c *Config, v string) string {
+			u, g, ok := strings.Cut(v, ":")
+			uid, err1 := strconv.ParseInt(u, 10, 64)
+			gid, err2 := strconv.ParseInt(g, 10, 64)
+			if !ok || err1 != nil || err2 != nil {
+				return ownerFormat
+			}
+			c.ExportOwner = &Owner{UID: uid, GID: gid}
+			return ""
+		},
+		check: func(c *Config) string {
+			// 2^32-1 is "no ID" to the kernel's chown.
+			if o := c.ExportOwner; o != nil && (o.UID < 0 || o.GID < 0 || o.UID > 1<<32-2 || o.GID > 1<<32-2) {
+				return ownerFormat
+			}
+			return ""
+		},
+	},
+	{
+		flag: FlagExportMode, param: ParamExportMode, optional: true,
+		usage: `octal mode to give the export root, e.g. "2775"; unset leaves it unchanged`,
+		format: func(c *Config) string {
+			if c.ExportMode == nil {
+				return ""
+			}
+			return c.ExportMode.String()
+		},
+		parse: func(c *Config, v string) string {
+			m, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return modeFormat
+			}
+			mode := Mode(m)
+			c.ExportMode = &mode
+			return ""
+		},
+		check: func(c *Config) string {
+			if c.ExportMode != nil && *c.ExportMode > 0o7777 {
+				return modeFormat
+			}
+			return ""
+		},
+	},
+	intSetting(FlagThreads, ParamThreads, "number of NFS server threads", MinThreads, MaxThreads,
+		func(c *Config) *int { return &c.Threads }),
+	intSetting(FlagLeaseSeconds, ParamLeaseSeconds, "NFSv4 lease time in seconds: how long a silent client keeps its state", MinLeaseSeconds, MaxLeaseSeconds,
+		func(c *Config) *int { return &c.LeaseSeconds }),
+	intSetting(FlagGraceSeconds, ParamGraceSeconds, "NFSv4 grace time in seconds after a start, during which clients reclaim their state", MinLeaseSeconds, MaxLeaseSeconds,
+		func(c *Config) *int { return &c.GraceSeconds }),
+	portSetting(FlagNFSPort, "TCP port NFS is served on", func(c *Config) *int { return &c.NFSPort }),
+	portSetting(FlagHealthPort, "TCP port of /healthz, /readyz and /metrics", func(c *Config) *int { return &c.HealthPort }),
+	{
+		flag: FlagClients, optional: true, list: true,
+		usage:  `comma-separated networks (CIDRs, e.g. "10.0.0.0/16,fd00:10::/64") the export admits; empty admits every address`,
+		format: func(c *Config) string { return strings.Join(c.Clients, ",") },
+		parse:  func(c *Config, v string) string { c.Clients = splitList(v); return "" },
+		check: func(c *Config) string {
+			if _, err := ParseClients(c.Clients); err != nil {
+				return err.Error()
+			}
+			return ""
+		},
+	},
+}
+
+const (
+	ownerFormat = `must be a numeric "uid:gid", for example "33:33" (www-data)`
+	modeFormat  = `must be octal permission bits from "0000" to "7777", for example "0775" or "2775"`
+)
+
+func boolSetting(flagName, param, usage string, field func(c *Config) *bool) *setting {
+	return &setting{
+		flag: flagName, param: param, usage: usage, isBool: true,
+		format: func(c *Config) string { return strconv.FormatBool(*field(c)) },
+		parse: func(c *Config, v string) string {
+			switch strings.ToLower(v) {
+			case "true":
+				*field(c) = true
+			case "false":
+				*field(c) = false
+			default:
+				return `accepted values are "true" and "false"`
+			}
+			return ""
+		},
+		check: func(*Config) string { return "" },
+	}
+}
+
+func intSetting(flagName, param, usage string, min, max int, field func(c *Config) *int) *setting {
+	reason := fmt.Sprintf("must be a whole number from %d to %d", min, max)
+	return &setting{
+		flag: flagName, param: param, usage: usage,
+		format: func(c *Config) string { return strconv.Itoa(*field(c)) },
+		parse: func(c *Config, v string) string {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return reason
+			}
+			*field(c) = n
+			return ""
+		},
+		check: func(c *Config) string {
+			if n := *field(c); n < min || n > max {
+				return reason
+			}
+			return ""
+		},
+	}
+}
+
+func portSetting(flagName, usage string, field func(c *Config) *int) *setting {
+	s := intSetting(flagName, "", usage, 1, 65535, field)
+	s.check = func(c *Config) string {
+		if n := *field(c); n < 1 || n > 65535 {
+			return "must be a TCP port from 1 to 65535"
+		}
+		return ""
+	}
+	return s
 }
 
 // Args formats the settings as pvnfs-server arguments. Every setting is passed
 // explicitly, so the server never depends on its own defaults matching the
 // controller's, and a changed setting always changes the pod template.
 func (c Config) Args() []string {
-	args := []string{
-		flagArg(FlagVolumeID, c.VolumeID),
-		flagArg(FlagEngine, c.Engine),
-		flagArg(FlagVolumeRoot, c.VolumeRoot),
-		flagArg(FlagNFSVersions, strings.Join(c.NFSVersions, ",")),
-		flagArg(FlagSync, strconv.FormatBool(c.Sync)),
-		flagArg(FlagRootSquash, strconv.FormatBool(c.RootSquash)),
-	}
-	if c.ExportOwner != "" {
-		args = append(args, flagArg(FlagExportOwner, c.ExportOwner))
-	}
-	if c.ExportMode != "" {
-		args = append(args, flagArg(FlagExportMode, c.ExportMode))
-	}
-	args = append(args,
-		flagArg(FlagThreads, strconv.Itoa(c.Threads)),
-		flagArg(FlagLeaseSeconds, strconv.Itoa(c.LeaseSeconds)),
-		flagArg(FlagGraceSeconds, strconv.Itoa(c.GraceSeconds)),
-		flagArg(FlagNFSPort, strconv.Itoa(c.NFSPort)),
-		flagArg(FlagHealthPort, strconv.Itoa(c.HealthPort)),
-	)
-	// Only when set, so that servers made before the setting existed keep their
-	// pod template (and are not counted as outdated) while nothing restricts them.
-	if len(c.Clients) > 0 {
-		args = append(args, flagArg(FlagClients, strings.Join(c.Clients, ",")))
+	var args []string
+	for _, s := range settings {
+		v := s.format(&c)
+		if s.optional && v == "" {
+			continue
+		}
+		args = append(args, "--"+s.flag+"="+v)
 	}
 	return args
 }
 
-func flagArg(name, value string) string { return "--" + name + "=" + value }
+// AddFlags registers the settings as flags of pvnfs-server, with c's values as
+// defaults: the inverse of Args. Validate checks what they were set to.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	for _, s := range settings {
+		fs.Var(&flagValue{s: s, c: c}, s.flag, s.usage)
+	}
+}
 
-// Validate checks the settings, naming the flag at fault.
+// ParseArgs reads arguments written by Args (and nothing else) into a validated
+// Config, as pvnfs-server does.
+func ParseArgs(args []string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("pvnfs-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return c, c.Validate()
+}
+
+// flagValue binds one setting of a Config to a flag.
+type flagValue struct {
+	s *setting
+	c *Config
+}
+
+func (v *flagValue) String() string {
+	if v == nil || v.c == nil {
+		return "" // the flag package asks a zero value for its default
+	}
+	return v.s.format(v.c)
+}
+
+func (v *flagValue) Set(value string) error {
+	if reason := v.s.parse(v.c, value); reason != "" {
+		return errors.New(reason)
+	}
+	return nil
+}
+
+func (v *flagValue) IsBoolFlag() bool { return v != nil && v.s != nil && v.s.isBool }
+
+// Error is a setting whose value is refused. Its message names the flag, as
+// pvnfs-server reports it; package parameters names the StorageClass parameter.
+type Error struct {
+	// Flag is the pvnfs-server flag, Param the StorageClass parameter ("" when the
+	// controller decides the setting).
+	Flag, Param string
+	// Value is the value refused, "" when Reason names it.
+	Value string
+	// Reason says what is accepted.
+	Reason string
+	// ParamReason, when set, is Reason for a StorageClass's author: it names other
+	// settings by their parameters rather than their flags.
+	ParamReason string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return "--" + e.Flag + ": " + e.Reason
+	}
+	return "--" + e.Flag + "=" + e.Value + ": " + e.Reason
+}
+
+// Validate checks every setting and the rules between them. Each problem is an
+// *Error naming the flag.
 func (c Config) Validate() error {
+	return errors.Join(c.problems(func(*setting) bool { return true })...)
+}
+
+// ValidateParameters checks what a StorageClass chooses: the settings that have a
+// parameter and the rules between them. The controller adds the rest (the
+// volume's ID, the export's client networks) when it builds a volume's server.
+func (c Config) ValidateParameters() error {
+	return errors.Join(c.problems(func(s *setting) bool { return s.param != "" })...)
+}
+
+// SetParameter reads the value of a StorageClass parameter into c. It returns the
+// reason the value is refused, or "" once it is set.
+func (c *Config) SetParameter(key, value string) string {
+	for _, s := range settings {
+		if s.param != key || s.param == "" {
+			continue
+		}
+		// Checked on a copy, so a refused value leaves the default in place and the
+		// rules between settings do not report it a second time.
+		try := *c
+		if reason := s.parse(&try, value); reason != "" {
+			return reason
+		}
+		if reason := s.check(&try); reason != "" {
+			return reason
+		}
+		*c = try
+		return ""
+	}
+	return fmt.Sprintf("%q is not a server setting", key)
+}
+
+// ParameterKeys returns the StorageClass parameters that are server settings.
+func ParameterKeys() []string {
+	var keys []string
+	for _, s := range settings {
+		if s.param != "" {
+			keys = append(keys, s.param)
+		}
+	}
+	return keys
+}
+
+// Flags returns the flag of every setting, in the order Args passes them.
+func Flags() []string {
+	out := make([]string, len(settings))
+	for i, s := range settings {
+		out[i] = s.flag
+	}
+	return out
+}
+
+func (c Config) problems(include func(*setting) bool) []error {
 	var errs []error
-	bad := func(flagName, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, a...)))
-	}
-	if _, err := volume.ParseID(c.VolumeID); err != nil {
-		bad(FlagVolumeID, "%v", err)
-	}
-	if c.Engine != parameters.EngineKernel && c.Engine != parameters.EngineGanesha {
-		bad(FlagEngine, "%q is not %q or %q", c.Engine, parameters.EngineKernel, parameters.EngineGanesha)
-	}
-	if !path.IsAbs(c.VolumeRoot) || path.Clean(c.VolumeRoot) == "/" {
-		bad(FlagVolumeRoot, "%q must be an absolute path below /", c.VolumeRoot)
-	}
-	if len(c.NFSVersions) == 0 {
-		bad(FlagNFSVersions, "at least one version is needed")
-	}
-	for _, v := range c.NFSVersions {
-		if _, err := MinorVersion(v); err != nil {
-			bad(FlagNFSVersions, "%v", err)
+	byFlag := map[string]*setting{}
+	for _, s := range settings {
+		byFlag[s.flag] = s
+		if !include(s) {
+			continue
+		}
+		if reason := s.check(&c); reason != "" {
+			e := &Error{Flag: s.flag, Param: s.param, Reason: reason}
+			if !s.list {
+				e.Value = s.format(&c)
+			}
+			errs = append(errs, e)
 		}
 	}
-	if c.ExportOwner != "" {
-		if _, err := parameters.Parse(map[string]string{parameters.ExportOwner: c.ExportOwner}); err != nil {
-			bad(FlagExportOwner, `%q is not a numeric "uid:gid"`, c.ExportOwner)
+	if include(byFlag[FlagHealthPort]) && c.NFSPort == c.HealthPort {
+		errs = append(errs, &Error{Flag: FlagHealthPort, Reason: "must differ from --" + FlagNFSPort})
+	}
+	if include(byFlag[FlagEngine]) {
+		errs = append(errs, engineLimits(c.Engine, c.LeaseSeconds, c.GraceSeconds)...)
+	}
+	return errs
+}
+
+// CheckEngineLimits checks a lease and grace period against what an engine
+// accepts: NFS-Ganesha refuses to start with more than its own limits.
+func CheckEngineLimits(engine string, leaseSeconds, graceSeconds int) error {
+	return errors.Join(engineLimits(engine, leaseSeconds, graceSeconds)...)
+}
+
+func engineLimits(engine string, lease, grace int) []error {
+	if engine != EngineGanesha {
+		return nil
+	}
+	var errs []error
+	for _, l := range []struct {
+		flag, param string
+		v, max      int
+	}{
+		{FlagLeaseSeconds, ParamLeaseSeconds, lease, GaneshaMaxLeaseSeconds},
+		{FlagGraceSeconds, ParamGraceSeconds, grace, GaneshaMaxGraceSeconds},
+	} {
+		if l.v > l.max {
+			errs = append(errs, &Error{
+				Flag: l.flag, Param: l.param, Value: strconv.Itoa(l.v),
+				Reason:      fmt.Sprintf("NFS-Ganesha takes at most %d", l.max),
+				ParamReason: fmt.Sprintf("%d is more than NFS-Ganesha accepts (%d) with %s %q", l.v, l.max, ParamEngine, EngineGanesha),
+			})
 		}
 	}
-	if c.ExportMode != "" {
-		if _, err := parameters.Parse(map[string]string{parameters.ExportMode: c.ExportMode}); err != nil {
-			bad(FlagExportMode, "%q is not an octal mode from 0000 to 7777", c.ExportMode)
-		}
-	}
-	if c.Threads < 1 || c.Threads > 1024 {
-		bad(FlagThreads, "%d is not from 1 to 1024", c.Threads)
-	}
-	if c.LeaseSeconds < 10 || c.LeaseSeconds > 3600 {
-		bad(FlagLeaseSeconds, "%d is not from 10 to 3600", c.LeaseSeconds)
-	}
-	if c.GraceSeconds < 10 || c.GraceSeconds > 3600 {
-		bad(FlagGraceSeconds, "%d is not from 10 to 3600", c.GraceSeconds)
-	}
-	for _, p := range []struct {
-		name string
-		port int
-	}{{FlagNFSPort, c.NFSPort}, {FlagHealthPort, c.HealthPort}} {
-		if p.port < 1 || p.port > 65535 {
-			bad(p.name, "%d is not a TCP port", p.port)
-		}
-	}
-	if c.NFSPort == c.HealthPort {
-		bad(FlagHealthPort, "must differ from --%s", FlagNFSPort)
-	}
-	if _, err := ParseClients(c.Clients); err != nil {
-		bad(FlagClients, "%v", err)
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // ParseClients parses networks in CIDR notation ("10.0.0.0/16", "fd00::/64"; a

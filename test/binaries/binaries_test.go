@@ -20,6 +20,7 @@ const module = "github.com/pvnfs/pvnfs/"
 var forbidden = []string{
 	module + "test/",                 // the stand-in (test/standin) and every test helper
 	"nfs-stand-in-dir",               // the stand-in's flag, in --help and the flag set
+	"test-crash-file",                // the fault tests' crash hook (cmd/pvnfs-csi/crashhook_test_build.go)
 	module + "pkg/mounter.(*Fake)",   // the node's in-memory mounter for unit tests
 	module + "pkg/mounter/mounttest", // root and mount-namespace helpers of tests
 	"/commandtest",                   // the fake command runner of pkg/nfsserver
@@ -61,7 +62,7 @@ func TestProductionBinariesHoldNoTestCode(t *testing.T) {
 		tagged := filepath.Join(bin, "pvnfs-csi-standin")
 		run(ctx, t, repo, "go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", "pvnfs_standin", "-o", tagged, "./cmd/pvnfs-csi")
 		found := strings.Join(scan(t, tagged), ", ")
-		for _, want := range []string{module + "test/", "nfs-stand-in-dir"} {
+		for _, want := range []string{module + "test/", "nfs-stand-in-dir", "test-crash-file"} {
 			if !strings.Contains(found, want) {
 				t.Errorf("a pvnfs-csi built with -tags pvnfs_standin: the check did not find %q (found: %s)", want, found)
 			}

@@ -72,6 +72,9 @@ type env struct {
 	ctl     *harness.Controller
 	nodes   []*simnode.Node
 	standIn string
+	// crashFile is the controller's --test-crash-file: a test writes a step of
+	// CreateVolume into it to crash the controller right after that step.
+	crashFile string
 }
 
 var theEnv env
@@ -99,9 +102,10 @@ func (e *env) start(c *localcluster.Cluster) error {
 	if e.binary, err = simnode.Build(ctx, e.dir); err != nil {
 		return err
 	}
+	e.crashFile = filepath.Join(e.dir, "crash-step")
 	e.ctl, err = harness.StartController(ctx, c, harness.ControllerOptions{
 		Binary: e.binary, Dir: filepath.Join(e.dir, "controller"), Namespace: namespace,
-		Args: []string{"--reconcile-resync=30s"},
+		Args: []string{"--reconcile-resync=30s", "--test-crash-file=" + e.crashFile},
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
@@ -114,12 +116,20 @@ func TestFaultServiceDeleted(t *testing.T) {
 	report(t, "3. Service deleted", time.Since(start), e.checkIntact(t, m))
 }
 
-// Fault 4: the controller process is killed while volumes are being provisioned.
-// After a restart, the provisioner's retries converge on exactly one set of objects
-// per volume. (pkg/controller tests kill it after each individual step.)
+// Fault 4: the controller process is killed while volumes are being provisioned:
+// it crashes the moment one of them has its Service and backend PVC and not yet its
+// server Deployment (the test sets that step with --test-crash-file), with the
+// others wherever they are. After a restart, the provisioner's retries converge on
+// exactly one set of objects per volume. (pkg/controller tests kill it after each
+// individual step.)
 func TestFaultControllerKilledDuringProvisioning(t *testing.T) {
 	e := setup(t)
 	ctx := ctxFor(t, 5*time.Minute)
+	const crashAfter = controller.StepBackendPVCEnsured
+	if err := os.WriteFile(e.crashFile, []byte(crashAfter), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(e.crashFile) }) // disarmed, should the crash not come
 	const n = 10
 	names := make([]string, n)
 	var wg sync.WaitGroup
@@ -134,9 +144,19 @@ func TestFaultControllerKilledDuringProvisioning(t *testing.T) {
 				CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30}, VolumeCapabilities: []*csi.VolumeCapability{rwx()}})
 		}(names[i])
 	}
-	time.Sleep(150 * time.Millisecond) // mid-flight: some objects made, some not
-	e.ctl.Kill()
+	poll(t, "the controller crashing after a volume's step "+crashAfter, time.Minute, func(context.Context) bool { return !e.ctl.Running() })
 	wg.Wait()
+	half := 0
+	for _, name := range names {
+		c := e.objectCounts(ctx, t, name)
+		if c["service"] == 1 && c["pvc"] == 1 && c["deployment"] == 0 {
+			half++
+		}
+	}
+	if half == 0 {
+		t.Errorf("the crash left no volume with its Service and backend PVC but no Deployment; it did not land after %s", crashAfter)
+	}
+	t.Logf("the crash left %d of %d volumes half made", half, n)
 	start := time.Now()
 	if err := e.ctl.Restart(ctx); err != nil {
 		t.Fatal(err)

@@ -9,12 +9,12 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
-// Settings are the export settings every engine derives from the same flags, so
-// that switching engines never changes what clients see: the exported directory,
-// its stable filesystem ID, sync, squash and the NFS versions.
+// Settings are what every engine serves: the volume's validated server settings
+// (serverconfig.Config, as the flags gave them) and what the server derives from
+// them, so that switching engines never changes what clients see: the exported
+// directory, its stable filesystem ID, sync, squash and the NFS versions.
 type Settings struct {
-	// VolumeID is the pvnfs volume ID.
-	VolumeID string
+	serverconfig.Config
 	// ExportDir is the exported directory. It is also the path clients mount (the
 	// NFSv4 pseudo path), e.g. /data/export, whichever engine serves it.
 	ExportDir string
@@ -28,20 +28,18 @@ type Settings struct {
 	// It derives from the volume ID only, because a client reclaims its state after
 	// a failover only from a server with the same scope.
 	ServerName string
-	// Sync exports with sync; RootSquash maps client root to the anonymous user.
-	Sync, RootSquash bool
 	// MinorVersions are the NFSv4 minor versions served, ascending.
 	MinorVersions []int
-	// Threads, LeaseSeconds, GraceSeconds and NFSPort come from the flags as they are.
-	Threads, LeaseSeconds, GraceSeconds, NFSPort int
 	// BindAddress is the address NFS listens on; "" means every address.
 	BindAddress string
-	// Clients are the networks the export admits; none admits every address.
-	Clients []netip.Prefix
+	// ClientNetworks are Clients parsed: the networks the export admits; none
+	// admits every address.
+	ClientNetworks []netip.Prefix
 }
 
-// NewSettings derives the export settings from a validated configuration.
-// bindAddress is the server-only --bind-address ("" for every address).
+// NewSettings checks the configuration (serverconfig.Config.Validate: the server's
+// one check of its flags) and derives the export settings from it. bindAddress is
+// the server-only --bind-address ("" for every address).
 func NewSettings(c serverconfig.Config, bindAddress string) (Settings, error) {
 	if err := c.Validate(); err != nil {
 		return Settings{}, err
@@ -54,38 +52,26 @@ func NewSettings(c serverconfig.Config, bindAddress string) (Settings, error) {
 	seen := map[int]bool{}
 	var minors []int
 	for _, v := range c.NFSVersions {
-		m, err := serverconfig.MinorVersion(v)
-		if err != nil {
-			return Settings{}, err
-		}
+		m, _ := serverconfig.MinorVersion(v) // Validate refused any other
 		if !seen[m] {
 			seen[m] = true
 			minors = append(minors, m)
 		}
 	}
 	sort.Ints(minors)
-	clients, err := serverconfig.ParseClients(c.Clients)
-	if err != nil {
-		return Settings{}, err // Validate refused it already
-	}
+	clients, _ := serverconfig.ParseClients(c.Clients) // Validate refused any other
 	major, minor := serverconfig.FSIDMajorMinor(c.VolumeID)
 	return Settings{
-		VolumeID:      c.VolumeID,
-		ExportDir:     c.ExportDir(),
-		StateDir:      c.StateDir(),
-		FSIDUUID:      serverconfig.FSIDUUID(c.VolumeID),
-		FSIDMajor:     major,
-		FSIDMinor:     minor,
-		ServerName:    volume.ObjectName(c.VolumeID),
-		Sync:          c.Sync,
-		RootSquash:    c.RootSquash,
-		MinorVersions: minors,
-		Threads:       c.Threads,
-		LeaseSeconds:  c.LeaseSeconds,
-		GraceSeconds:  c.GraceSeconds,
-		NFSPort:       c.NFSPort,
-		BindAddress:   bindAddress,
-		Clients:       clients,
+		Config:         c,
+		ExportDir:      c.ExportDir(),
+		StateDir:       c.StateDir(),
+		FSIDUUID:       serverconfig.FSIDUUID(c.VolumeID),
+		FSIDMajor:      major,
+		FSIDMinor:      minor,
+		ServerName:     volume.ObjectName(c.VolumeID),
+		MinorVersions:  minors,
+		BindAddress:    bindAddress,
+		ClientNetworks: clients,
 	}, nil
 }
 

@@ -7,15 +7,16 @@ import (
 	"strings"
 
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
-	"github.com/pvnfs/pvnfs/pkg/parameters"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 )
 
 // Limits of Ganesha 4.3's configuration (ganesha-core-config(8)): values beyond them
-// make Ganesha refuse to start, so they are refused here with a clearer message.
-// The controller refuses them earlier, from the StorageClass parameters.
+// make Ganesha refuse to start. They are part of the settings' rules
+// (serverconfig.Validate), so the controller refuses them from the StorageClass
+// and the server from its flags, with the same check CheckSettings applies.
 const (
-	MaxLeaseSeconds = parameters.GaneshaMaxLeaseSeconds
-	MaxGraceSeconds = parameters.GaneshaMaxGraceSeconds
+	MaxLeaseSeconds = serverconfig.GaneshaMaxLeaseSeconds
+	MaxGraceSeconds = serverconfig.GaneshaMaxGraceSeconds
 )
 
 // ExportID is the Export_Id of the volume's export. 0 is the pseudo root.
@@ -39,13 +40,8 @@ const (
 
 // CheckSettings refuses settings Ganesha cannot serve.
 func CheckSettings(s engine.Settings) error {
-	var errs []error
-	if s.LeaseSeconds > MaxLeaseSeconds {
-		errs = append(errs, fmt.Errorf("--lease-seconds=%d: NFS-Ganesha takes at most %d", s.LeaseSeconds, MaxLeaseSeconds))
-	}
-	if s.GraceSeconds > MaxGraceSeconds {
-		errs = append(errs, fmt.Errorf("--grace-seconds=%d: NFS-Ganesha takes at most %d", s.GraceSeconds, MaxGraceSeconds))
-	}
+	// Whatever --engine said: these are the settings Ganesha is about to be given.
+	errs := []error{serverconfig.CheckEngineLimits(serverconfig.EngineGanesha, s.LeaseSeconds, s.GraceSeconds)}
 	for _, p := range []string{s.ExportDir, s.StateDir} {
 		if strings.ContainsAny(p, "\"\\\n;{}") {
 			errs = append(errs, fmt.Errorf("path %q: Ganesha's configuration cannot hold quotes, backslashes, newlines, ';' or braces", p))
@@ -101,7 +97,7 @@ func Config(s engine.Settings, runDir string) []byte {
 	w("\tPath = \"%s\";", s.ExportDir)
 	w("\t# Clients mount the same path as with the kernel engine.")
 	w("\tPseudo = \"%s\";", s.ExportDir)
-	if len(s.Clients) > 0 {
+	if len(s.ClientNetworks) > 0 {
 		w("\t# --clients: only these networks may use the export (the CLIENT block below); every other address is refused.")
 		w("\tAccess_Type = None;")
 	} else {
@@ -120,9 +116,9 @@ func Config(s engine.Settings, runDir string) []byte {
 	w("\tSecType = sys;")
 	w("\t# Derived from the volume ID: the same on every node and after every restart.")
 	w("\tFilesystem_id = %d.%d;", s.FSIDMajor, s.FSIDMinor)
-	if len(s.Clients) > 0 {
-		nets := make([]string, len(s.Clients))
-		for i, c := range s.Clients {
+	if len(s.ClientNetworks) > 0 {
+		nets := make([]string, len(s.ClientNetworks))
+		for i, c := range s.ClientNetworks {
 			nets[i] = c.String()
 		}
 		w("\tCLIENT {")

@@ -15,7 +15,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/command"
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/rpcprobe"
-	"github.com/pvnfs/pvnfs/pkg/parameters"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 )
 
 // Names of the helpers, as they appear in logs and errors.
@@ -58,7 +58,7 @@ func New(s engine.Settings, o Options, run command.Runner) (*Engine, error) {
 }
 
 // Name implements engine.Engine.
-func (e *Engine) Name() string { return parameters.EngineGanesha }
+func (e *Engine) Name() string { return serverconfig.EngineGanesha }
 
 // Exited implements engine.Engine.
 func (e *Engine) Exited() <-chan struct{} { return e.helpers.Exited() }

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 )
 
@@ -144,14 +145,14 @@ type server struct {
 }
 
 // start runs pvnfs-server --engine=ganesha over v with exactly the capabilities the
-// controller gives the Ganesha server container (serverconfig.RuntimeFor), no new
+// controller gives the Ganesha server container (controller.ServerRuntimeFor), no new
 // privileges, and the test-only settings: 127.0.0.1, free ports, NFS 4.0 for libnfs.
 // owner is the test that outlives the server: its cleanup kills a server still
 // running and shows the server's log when it failed.
 func start(tb, owner testing.TB, v *volume) *server {
 	tb.Helper()
 	var caps []string
-	for _, c := range serverconfig.GaneshaCapabilities() {
+	for _, c := range controller.GaneshaCapabilities() {
 		caps = append(caps, "+"+strings.ToLower(string(c)))
 	}
 	args := []string{

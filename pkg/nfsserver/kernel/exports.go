@@ -46,9 +46,9 @@ func ExportOptions(s engine.Settings) []string {
 func ExportsFile(s engine.Settings) []byte {
 	opts := "(" + strings.Join(ExportOptions(s), ",") + ")"
 	clients := []string{"*" + opts}
-	if len(s.Clients) > 0 {
+	if len(s.ClientNetworks) > 0 {
 		clients = clients[:0]
-		for _, c := range s.Clients {
+		for _, c := range s.ClientNetworks {
 			clients = append(clients, c.String()+opts)
 		}
 	}

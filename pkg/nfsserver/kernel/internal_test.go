@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
+	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 )
 
 func settings(minors ...int) engine.Settings {
-	return engine.Settings{VolumeID: "pvc-1", ExportDir: "/data/export", FSIDUUID: "0a0b0c0d-1111-2222-3333-444455556666",
+	return engine.Settings{Config: serverconfig.Config{VolumeID: "pvc-1"}, ExportDir: "/data/export", FSIDUUID: "0a0b0c0d-1111-2222-3333-444455556666",
 		MinorVersions: minors}
 }
 

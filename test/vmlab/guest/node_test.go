@@ -300,7 +300,7 @@ func TestNodeServerRestartAndMove(t *testing.T) {
 		targets := stageAndPublish(t, ctx, k, k.Plugin.Node.Name+"-p1")
 		loads = append(loads, startWorkload(t, ctx, k.Plugin.Node, targets[0], 1))
 	}
-	grace := time.Duration(c.v.Params.GraceSeconds) * time.Second
+	grace := time.Duration(c.v.Params.Server.GraceSeconds) * time.Second
 	resumed := func(event string, since time.Time) {
 		t.Helper()
 		ready := time.Now()

@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 )
 
@@ -47,7 +48,7 @@ type PodSpec struct {
 	// Args are the server container's args.
 	Args []string
 	// Runtime is the engine's security context, volumes and mounts.
-	Runtime serverconfig.Runtime
+	Runtime controller.ServerRuntime
 }
 
 // Pod is a running server pod: pvnfs-server as PID 1 of its own PID namespace,

@@ -30,17 +30,8 @@ func TestServerExport(t *testing.T) {
 	for _, engine := range engines {
 		t.Run(engine, func(t *testing.T) {
 			ctx := testContext(t, 4*time.Minute)
-			v := newVolume(t, ctx, "export-"+engine, map[string]string{
-				"serverEngine": engine, "exportOwner": "33:33", "exportMode": "2775"})
-			n := newNode(t, ctx, "node-export-"+engine)
-			if err := v.Attach(ctx, n); err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			if _, err := v.Start(ctx, nil); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("server ready %s after its start", time.Since(start).Round(time.Millisecond))
+			v, n := serveVolume(t, ctx, "export-"+engine, map[string]string{
+				"serverEngine": engine, "exportOwner": "33:33", "exportMode": "2775"}, guest.BackendSpec{SizeMiB: 512})
 			for _, version := range []string{"4.2", "4.1"} {
 				t.Run("nfs"+version, func(t *testing.T) {
 					target := "/mnt/" + version
@@ -142,6 +133,15 @@ func startVolume(t *testing.T, ctx context.Context, name string, params map[stri
 // startVolumeOn is startVolume on a backend of its own description.
 func startVolumeOn(t *testing.T, ctx context.Context, name string, params map[string]string, backend guest.BackendSpec) (*guest.Volume, *guest.Node) {
 	t.Helper()
+	v, n := serveVolume(t, ctx, name, params, backend)
+	mountVolume(t, ctx, n, v, "/mnt/vol", "4.2")
+	return v, n
+}
+
+// serveVolume creates a volume on backend, a node routed to it, and starts its
+// server; nothing is mounted yet.
+func serveVolume(t *testing.T, ctx context.Context, name string, params map[string]string, backend guest.BackendSpec) (*guest.Volume, *guest.Node) {
+	t.Helper()
 	v := newVolumeOn(t, ctx, name, params, backend)
 	n := newNode(t, ctx, "node-"+name)
 	if err := v.Attach(ctx, n); err != nil {
@@ -152,7 +152,6 @@ func startVolumeOn(t *testing.T, ctx context.Context, name string, params map[st
 		t.Fatal(err)
 	}
 	t.Logf("server ready %s after its start", time.Since(start).Round(time.Millisecond))
-	mountVolume(t, ctx, n, v, "/mnt/vol", "4.2")
 	return v, n
 }
 

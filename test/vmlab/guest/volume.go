@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/volume"
@@ -18,7 +19,7 @@ import (
 type Volume struct {
 	ID     string
 	Params parameters.Parameters
-	// Config is what the controller passes the server (serverconfig.FromParameters).
+	// Config is what the controller passes the server (parameters.ServerConfig).
 	Config  serverconfig.Config
 	Backend *Backend
 	// Pod is the server pod serving now, and Sandbox its network namespace.
@@ -48,7 +49,7 @@ func NewVolume(ctx context.Context, name string, params map[string]string, backe
 	if err != nil {
 		return nil, err
 	}
-	return &Volume{ID: id, Params: p, Config: serverconfig.FromParameters(id, p), Backend: b}, nil
+	return &Volume{ID: id, Params: p, Config: p.ServerConfig(id, nil), Backend: b}, nil
 }
 
 // Context is the volume context CreateVolume returns for the volume.
@@ -79,7 +80,7 @@ func (v *Volume) Start(ctx context.Context, sandbox *NetNS) (*Pod, error) {
 		Backend:    v.Backend,
 		VolumeRoot: v.Config.VolumeRoot,
 		Args:       v.Config.Args(),
-		Runtime:    serverconfig.RuntimeFor(v.Params.Engine),
+		Runtime:    controller.ServerRuntimeFor(v.Config.Engine),
 	})
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package serverconfig
+package controller
 
 import (
 	"slices"
@@ -7,7 +7,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 )
 
-func TestRuntimeFor(t *testing.T) {
+func TestServerRuntimeFor(t *testing.T) {
 	tests := []struct {
 		name           string
 		engine         string
@@ -24,7 +24,7 @@ func TestRuntimeFor(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := RuntimeFor(tc.engine)
+			rt := ServerRuntimeFor(tc.engine)
 			sc := rt.SecurityContext
 			if sc == nil || sc.Privileged == nil || *sc.Privileged != tc.wantPrivileged {
 				t.Fatalf("Privileged = %v, want %v", sc, tc.wantPrivileged)
@@ -71,15 +71,15 @@ func TestRuntimeFor(t *testing.T) {
 	}
 }
 
-// TestRuntimeForReturnsCopies proves one Deployment's changes cannot leak into the
+// TestServerRuntimeForReturnsCopies proves one Deployment's changes cannot leak into the
 // next: every call builds new objects.
-func TestRuntimeForReturnsCopies(t *testing.T) {
-	a := RuntimeFor(parameters.EngineGanesha)
+func TestServerRuntimeForReturnsCopies(t *testing.T) {
+	a := ServerRuntimeFor(parameters.EngineGanesha)
 	a.SecurityContext.Capabilities.Add[0] = "SYS_ADMIN"
 	*a.SecurityContext.Privileged = true
-	b := RuntimeFor(parameters.EngineGanesha)
+	b := ServerRuntimeFor(parameters.EngineGanesha)
 	if b.SecurityContext.Capabilities.Add[0] == "SYS_ADMIN" || *b.SecurityContext.Privileged {
-		t.Error("RuntimeFor shares state between calls")
+		t.Error("ServerRuntimeFor shares state between calls")
 	}
 }
 

@@ -1,4 +1,4 @@
-package serverconfig
+package controller
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -7,9 +7,11 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 )
 
-// Runtime is what the server container needs from its pod for one engine. The
-// controller copies it into the Deployment; the server's authors own its content.
-type Runtime struct {
+// ServerRuntime is what the server container needs from its pod for one engine:
+// part of the pod's shape, which the controller decides (buildDeployment), next to
+// resources, placement and probes. The VM lab runs its server pods with it too, so
+// that what it proves holds for the privileges the controller grants.
+type ServerRuntime struct {
 	// SecurityContext of the server container.
 	SecurityContext *corev1.SecurityContext
 	// Volumes and Mounts the engine needs besides the backend volume.
@@ -47,14 +49,14 @@ func GaneshaCapabilities() []corev1.Capability {
 	return []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID"}
 }
 
-// RuntimeFor returns the container runtime needs of an engine.
-func RuntimeFor(engine string) Runtime {
+// ServerRuntimeFor returns the container runtime needs of an engine.
+func ServerRuntimeFor(engine string) ServerRuntime {
 	if engine == parameters.EngineGanesha {
 		// Userspace: no privileged mode, no new privileges, a read-only root
 		// filesystem with two small scratch directories, and only the capabilities
 		// above. Root (uid 0) is needed to hold them and to switch to client
 		// credentials.
-		return Runtime{
+		return ServerRuntime{
 			SecurityContext: &corev1.SecurityContext{
 				Privileged:               ptr(false),
 				AllowPrivilegeEscalation: ptr(false),
@@ -84,7 +86,7 @@ func RuntimeFor(engine string) Runtime {
 	// nfsd's upcalls through /proc/net/rpc. Container runtimes mask /proc/fs and
 	// refuse mounts without CAP_SYS_ADMIN, so it takes a privileged container;
 	// nothing more (no host network, no host paths).
-	return Runtime{SecurityContext: &corev1.SecurityContext{Privileged: ptr(true)}}
+	return ServerRuntime{SecurityContext: &corev1.SecurityContext{Privileged: ptr(true)}}
 }
 
 // scratchVolume is a size-limited emptyDir: a runaway log or core file fills it,
@@ -94,5 +96,3 @@ func scratchVolume(name, size string) corev1.Volume {
 	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
 		EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}}}
 }
-
-func ptr[T any](v T) *T { return &v }
