@@ -3,12 +3,9 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 
 	"k8s.io/klog/v2"
 
@@ -42,15 +39,5 @@ func (o *serverNetworkOptions) dial() controller.DialFunc {
 		return nil
 	}
 	klog.InfoS("TEST BUILD: server pods are reached through unix sockets instead of the pod network (--server-network-stand-in-dir); never use this in a cluster", "dir", o.dir)
-	return func(ctx context.Context, _, address string) (net.Conn, error) {
-		host, p, err := net.SplitHostPort(address)
-		if err != nil {
-			return nil, err
-		}
-		port, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("port of %q: %w", address, err)
-		}
-		return (&net.Dialer{}).DialContext(ctx, "unix", standin.HealthSocket(o.dir, host, port))
-	}
+	return standin.HealthDialer(o.dir)
 }
