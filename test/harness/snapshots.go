@@ -138,8 +138,11 @@ func StartSnapshotBackend(ctx context.Context, c *localcluster.Cluster, o Snapsh
 	}
 	mode := storagev1.VolumeBindingImmediate
 	reclaim := corev1.PersistentVolumeReclaimDelete
+	// Expansion is allowed, as pvnfs requires to grow a volume: pvnfs raises the
+	// backend PVC's request, and no backend resizer runs here (a directory has no size).
+	expand := true
 	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: BackendCSIClass}, Provisioner: BackendDriverName,
-		VolumeBindingMode: &mode, ReclaimPolicy: &reclaim}
+		VolumeBindingMode: &mode, ReclaimPolicy: &reclaim, AllowVolumeExpansion: &expand}
 	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, err
 	}
