@@ -278,4 +278,3 @@ func (h *ServerHealth) close(pod *corev1.Pod) {
 		delete(h.listeners, sock)
 	}
 }
-
