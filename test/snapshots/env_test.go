@@ -71,7 +71,7 @@ type env struct {
 
 var theEnv env
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	mounttest.RequireMounts(t)
 	c := shared.Get(t)
@@ -197,7 +197,7 @@ func (e *env) close(keep bool) {
 	}
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

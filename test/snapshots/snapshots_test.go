@@ -173,7 +173,7 @@ func TestSnapshotOfABackendThatCannotSnapshot(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func (e *env) createPVC(t *testing.T, name, class string, source *corev1.TypedLocalObjectReference) *corev1.PersistentVolumeClaim {
+func (e *env) createPVC(t testing.TB, name, class string, source *corev1.TypedLocalObjectReference) *corev1.PersistentVolumeClaim {
 	t.Helper()
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
@@ -191,7 +191,7 @@ func (e *env) createPVC(t *testing.T, name, class string, source *corev1.TypedLo
 	return created
 }
 
-func (e *env) get(t *testing.T, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+func (e *env) get(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
 	t.Helper()
 	got, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS).Get(ctxFor(t, time.Minute), pvc.Name, metav1.GetOptions{})
 	if err != nil {
@@ -201,7 +201,7 @@ func (e *env) get(t *testing.T, pvc *corev1.PersistentVolumeClaim) *corev1.Persi
 }
 
 // waitBound waits, watching the claim, until it is Bound.
-func (e *env) waitBound(t *testing.T, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+func (e *env) waitBound(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
 	t.Helper()
 	ctx := ctxFor(t, operationTimeout)
 	sel := fields.OneTermEqualSelector("metadata.name", pvc.Name).String()
@@ -225,7 +225,7 @@ func (e *env) waitBound(t *testing.T, pvc *corev1.PersistentVolumeClaim) *corev1
 	return ev.Object.(*corev1.PersistentVolumeClaim)
 }
 
-func (e *env) createSnapshot(t *testing.T, name, class string, pvc *corev1.PersistentVolumeClaim) *crdv1.VolumeSnapshot {
+func (e *env) createSnapshot(t testing.TB, name, class string, pvc *corev1.PersistentVolumeClaim) *crdv1.VolumeSnapshot {
 	t.Helper()
 	vs := &crdv1.VolumeSnapshot{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
@@ -242,7 +242,7 @@ func (e *env) createSnapshot(t *testing.T, name, class string, pvc *corev1.Persi
 }
 
 // waitSnapshot waits, watching the VolumeSnapshot, until done holds.
-func (e *env) waitSnapshot(t *testing.T, ctx context.Context, vs *crdv1.VolumeSnapshot, done func(*crdv1.VolumeSnapshot) bool) *crdv1.VolumeSnapshot {
+func (e *env) waitSnapshot(t testing.TB, ctx context.Context, vs *crdv1.VolumeSnapshot, done func(*crdv1.VolumeSnapshot) bool) *crdv1.VolumeSnapshot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, operationTimeout)
 	defer cancel()
@@ -291,7 +291,7 @@ func (e *env) events(name string) string {
 	return strings.Join(out, "; ")
 }
 
-func (e *env) volumeID(t *testing.T, pvc *corev1.PersistentVolumeClaim) string {
+func (e *env) volumeID(t testing.TB, pvc *corev1.PersistentVolumeClaim) string {
 	t.Helper()
 	pv, err := e.cluster.Client.CoreV1().PersistentVolumes().Get(ctxFor(t, time.Minute), pvc.Spec.VolumeName, metav1.GetOptions{})
 	if err != nil || pv.Spec.CSI == nil {
@@ -307,7 +307,7 @@ type pod struct {
 
 // startPod runs a pod using the claim on the node and waits until the kubelet has
 // published the volume into it.
-func (e *env) startPod(t *testing.T, name, node string, pvc *corev1.PersistentVolumeClaim) pod {
+func (e *env) startPod(t testing.TB, name, node string, pvc *corev1.PersistentVolumeClaim) pod {
 	t.Helper()
 	ctx := ctxFor(t, operationTimeout)
 	p := &corev1.Pod{
@@ -335,7 +335,7 @@ func (e *env) startPod(t *testing.T, name, node string, pvc *corev1.PersistentVo
 	return pod{name: name, node: node, target: m.Target}
 }
 
-func (e *env) write(t *testing.T, p pod, name string, data []byte) {
+func (e *env) write(t testing.TB, p pod, name string, data []byte) {
 	t.Helper()
 	n := e.nodes[p.node]
 	path := filepath.Join(p.target, name)
@@ -352,7 +352,7 @@ func (e *env) read(p pod, name string) ([]byte, error) {
 }
 
 // expectFiles asserts the pod reads exactly these bytes.
-func (e *env) expectFiles(t *testing.T, p pod, files map[string][]byte) {
+func (e *env) expectFiles(t testing.TB, p pod, files map[string][]byte) {
 	t.Helper()
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -372,7 +372,7 @@ func (e *env) expectFiles(t *testing.T, p pod, files map[string][]byte) {
 }
 
 // eventually re-checks a condition of the cluster or the backend until it holds.
-func (e *env) eventually(t *testing.T, what string, cond func(context.Context) (bool, string, error)) {
+func (e *env) eventually(t testing.TB, what string, cond func(context.Context) (bool, string, error)) {
 	t.Helper()
 	var state string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, operationTimeout, true, func(ctx context.Context) (bool, error) {
