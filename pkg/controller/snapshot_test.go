@@ -135,6 +135,7 @@ func newSnapEnv(t *testing.T, kubeObjs []runtime.Object, snapObjs []runtime.Obje
 	if snapObjs == nil {
 		snapObjs = []runtime.Object{snapshotClass(snapClass, backendDriver, true)}
 	}
+	//lint:ignore SA1019 the snapshot client generates no apply configurations, so it has no NewClientset
 	e.snap = snapfake.NewSimpleClientset(snapObjs...)
 	e.snap.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{GroupVersion: snapshotGroupVersion,
 		APIResources: []metav1.APIResource{{Name: "volumesnapshots", Namespaced: true, Kind: "VolumeSnapshot"}}}}
@@ -362,6 +363,7 @@ func TestSnapshotCapabilities(t *testing.T) {
 	}
 	plain := New(fake.NewClientset(), testConfig)
 	snaps := New(fake.NewClientset(), testConfig)
+	//lint:ignore SA1019 the snapshot client generates no apply configurations, so it has no NewClientset
 	snaps.EnableSnapshots(snapfake.NewSimpleClientset(), &fakeFlusher{})
 	for _, c := range snapshotCapabilities {
 		if has(plain)[c] || !has(snaps)[c] {

@@ -144,16 +144,7 @@ func TestSnapshotOfABackendThatCannotSnapshot(t *testing.T) {
 	snap := e.createSnapshot(t, "legacy-nightly", pvnfsSnapClass, pvc)
 	sel := fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.name", snap.Name),
 		fields.OneTermEqualSelector("reason", controller.EventBackendCannotSnapshot)).String()
-	lw := &toolscache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return e.cluster.Client.CoreV1().Events(appNS).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return e.cluster.Client.CoreV1().Events(appNS).Watch(ctx, o)
-		},
-	}
+	lw := selected(sel, e.cluster.Client.CoreV1().Events(appNS).List, e.cluster.Client.CoreV1().Events(appNS).Watch)
 	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Event{}, nil, func(ev watch.Event) (bool, error) {
 		return ev.Type != watch.Deleted, nil
 	})
@@ -170,6 +161,22 @@ func TestSnapshotOfABackendThatCannotSnapshot(t *testing.T) {
 }
 
 // --- helpers ---
+
+// selected lists and watches the objects a field selector picks, for
+// watchtools.UntilWithSync.
+func selected[L runtime.Object](sel string, list func(context.Context, metav1.ListOptions) (L, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *toolscache.ListWatch {
+	return &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return list(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return watchFn(ctx, o)
+		},
+	}
+}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -205,16 +212,8 @@ func (e *env) waitBound(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1
 	t.Helper()
 	ctx := ctxFor(t, operationTimeout)
 	sel := fields.OneTermEqualSelector("metadata.name", pvc.Name).String()
-	lw := &toolscache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS).Watch(ctx, o)
-		},
-	}
+	claims := e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS)
+	lw := selected(sel, claims.List, claims.Watch)
 	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.PersistentVolumeClaim{}, nil, func(ev watch.Event) (bool, error) {
 		c, ok := ev.Object.(*corev1.PersistentVolumeClaim)
 		return ok && c.Status.Phase == corev1.ClaimBound, nil
@@ -248,16 +247,7 @@ func (e *env) waitSnapshot(t testing.TB, ctx context.Context, vs *crdv1.VolumeSn
 	defer cancel()
 	sel := fields.OneTermEqualSelector("metadata.name", vs.Name).String()
 	client := e.backend.Snapshots.SnapshotV1().VolumeSnapshots(vs.Namespace)
-	lw := &toolscache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return client.List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return client.Watch(ctx, o)
-		},
-	}
+	lw := selected(sel, client.List, client.Watch)
 	var last *crdv1.VolumeSnapshot
 	ev, err := watchtools.UntilWithSync(ctx, lw, &crdv1.VolumeSnapshot{}, nil, func(ev watch.Event) (bool, error) {
 		s, ok := ev.Object.(*crdv1.VolumeSnapshot)
