@@ -36,6 +36,8 @@ type SnapshotterOptions struct {
 	Dir string
 	// Socket is the driver's CSI endpoint.
 	Socket string
+	// Kubeconfig replaces the cluster's admin kubeconfig when set.
+	Kubeconfig string
 }
 
 // SnapshotterArgs are the csi-snapshotter flags the Helm chart uses, minus the
@@ -48,7 +50,7 @@ var SnapshotterArgs = []string{
 
 // StartSnapshotter starts csi-snapshotter against the cluster and the driver socket.
 func StartSnapshotter(_ context.Context, c *localcluster.Cluster, o SnapshotterOptions) (*localcluster.Process, error) {
-	args := append([]string{"--csi-address=" + o.Socket, "--kubeconfig=" + c.Kubeconfig, "--leader-election=false", "--v=2"}, SnapshotterArgs...)
+	args := append([]string{"--csi-address=" + o.Socket, "--kubeconfig=" + kubeconfig(c, o.Kubeconfig), "--leader-election=false", "--v=2"}, SnapshotterArgs...)
 	p := localcluster.NewProcess("csi-snapshotter", o.Binary, filepath.Join(o.Dir, "csi-snapshotter.log"), args...)
 	if err := p.Start(); err != nil {
 		return nil, err

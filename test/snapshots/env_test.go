@@ -113,8 +113,12 @@ func (e *env) start(c *localcluster.Cluster) error {
 	if e.health, err = harness.StartServerHealth(runCtx, c, namespace, filepath.Join(e.dir, "podnet"), standIn); err != nil {
 		return err
 	}
+	kubeconfig, err := e.chartIdentity(ctx)
+	if err != nil {
+		return err
+	}
 	e.ctl, err = harness.StartController(ctx, c, harness.ControllerOptions{
-		Binary: binary, Dir: filepath.Join(e.dir, "controller"), Namespace: namespace,
+		Binary: binary, Dir: filepath.Join(e.dir, "controller"), Namespace: namespace, Kubeconfig: kubeconfig,
 		Args: []string{"--server-network-stand-in-dir=" + e.health.Dir},
 	})
 	if err != nil {
@@ -124,12 +128,12 @@ func (e *env) start(c *localcluster.Cluster) error {
 	if err != nil {
 		return err
 	}
-	prov, err := harness.StartProvisioner(ctx, c, harness.ProvisionerOptions{Binary: tools.Provisioner, Dir: filepath.Join(e.dir, "controller"), Socket: e.ctl.Socket})
+	prov, err := harness.StartProvisioner(ctx, c, harness.ProvisionerOptions{Binary: tools.Provisioner, Dir: filepath.Join(e.dir, "controller"), Socket: e.ctl.Socket, Kubeconfig: kubeconfig})
 	if err != nil {
 		return err
 	}
 	e.procs = append(e.procs, prov)
-	snap, err := harness.StartSnapshotter(ctx, c, harness.SnapshotterOptions{Binary: tools.Snapshotter, Dir: filepath.Join(e.dir, "controller"), Socket: e.ctl.Socket})
+	snap, err := harness.StartSnapshotter(ctx, c, harness.SnapshotterOptions{Binary: tools.Snapshotter, Dir: filepath.Join(e.dir, "controller"), Socket: e.ctl.Socket, Kubeconfig: kubeconfig})
 	if err != nil {
 		return err
 	}

@@ -132,6 +132,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 		left := e.backend.Driver.Snapshots()
 		return len(list.Items) == 0 && len(left) == 0, fmt.Sprintf("%d pvnfs VolumeSnapshots, backend driver holds %v", len(list.Items), left), nil
 	})
+	e.checkNoForbidden(t)
 }
 
 // TestSnapshotOfABackendThatCannotSnapshot: the user's VolumeSnapshot of a volume
@@ -158,6 +159,7 @@ func TestSnapshotOfABackendThatCannotSnapshot(t *testing.T) {
 			t.Errorf("event message %q does not say %q", msg, want)
 		}
 	}
+	e.checkNoForbidden(t)
 }
 
 // --- helpers ---
