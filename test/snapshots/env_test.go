@@ -26,10 +26,12 @@ const (
 	appNS     = "shop"
 	// pvnfsClass keeps its data on the backend that snapshots; noSnapClass on a
 	// backend that is not a CSI driver and so cannot.
-	pvnfsClass       = "pvnfs"
-	noSnapClass      = "pvnfs-no-snapshots"
-	noSnapBackend    = "rwo-hostpath"
-	pvnfsSnapClass   = "pvnfs-snapshots"
+	pvnfsClass    = "pvnfs"
+	noSnapClass   = "pvnfs-no-snapshots"
+	noSnapBackend = "rwo-hostpath"
+	// pvnfsSnapClass is named as the chart names its class, for the WordPress
+	// example's manifests.
+	pvnfsSnapClass   = "pvnfs"
 	nodeA, nodeB     = "kwok-node-1", "kwok-node-2"
 	setupTimeout     = 5 * time.Minute
 	operationTimeout = 3 * time.Minute

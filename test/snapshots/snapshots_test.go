@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -50,6 +51,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	}
 
 	flushes := e.health.Flushes()
+	backendBefore := e.backend.Driver.Snapshots()
 	start := time.Now()
 	snap := e.createSnapshot(t, "site-before-upgrade", pvnfsSnapClass, site)
 	snap = e.waitSnapshot(t, ctx, snap, func(vs *crdv1.VolumeSnapshot) bool {
@@ -59,9 +61,9 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 	if e.health.Flushes() == flushes {
 		t.Errorf("the snapshot was taken without asking the server to flush")
 	}
-	backendSnaps := e.backend.Driver.Snapshots()
-	if len(backendSnaps) == 0 {
-		t.Fatalf("the user's snapshot is ready but the backend driver holds no snapshot")
+	backendSnaps := added(backendBefore, e.backend.Driver.Snapshots())
+	if len(backendSnaps) != 1 {
+		t.Fatalf("the user's snapshot is ready and the backend driver took %d snapshots for it (%v), want 1", len(backendSnaps), backendSnaps)
 	}
 	if got := snap.Status.RestoreSize; got == nil || got.Value() < 1<<30 {
 		t.Errorf("restoreSize = %v, want at least the volume's 1Gi", got)
@@ -129,8 +131,15 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 		if err != nil {
 			return false, "", err
 		}
+		var ours []string
+		for _, vs := range list.Items {
+			if vs.Annotations[volume.AnnotationVolumeSnapshotNamespace] == appNS && vs.Annotations[volume.AnnotationVolumeSnapshotName] == snap.Name {
+				ours = append(ours, vs.Name)
+			}
+		}
 		left := e.backend.Driver.Snapshots()
-		return len(list.Items) == 0 && len(left) == 0, fmt.Sprintf("%d pvnfs VolumeSnapshots, backend driver holds %v", len(list.Items), left), nil
+		return len(ours) == 0 && !slices.Contains(left, backendSnaps[0]),
+			fmt.Sprintf("pvnfs VolumeSnapshots %v, backend driver holds %v", ours, left), nil
 	})
 	e.checkNoForbidden(t)
 }
@@ -164,6 +173,17 @@ func TestSnapshotOfABackendThatCannotSnapshot(t *testing.T) {
 
 // --- helpers ---
 
+// added returns what is in after and not in before.
+func added(before, after []string) []string {
+	var out []string
+	for _, s := range after {
+		if !slices.Contains(before, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // selected lists and watches the objects a field selector picks, for
 // watchtools.UntilWithSync.
 func selected[L runtime.Object](sel string, list func(context.Context, metav1.ListOptions) (L, error),
@@ -184,8 +204,13 @@ func ptr[T any](v T) *T { return &v }
 
 func (e *env) createPVC(t testing.TB, name, class string, source *corev1.TypedLocalObjectReference) *corev1.PersistentVolumeClaim {
 	t.Helper()
+	return e.createPVCIn(t, appNS, name, class, source)
+}
+
+func (e *env) createPVCIn(t testing.TB, ns, name, class string, source *corev1.TypedLocalObjectReference) *corev1.PersistentVolumeClaim {
+	t.Helper()
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
 			StorageClassName: &class,
@@ -193,7 +218,7 @@ func (e *env) createPVC(t testing.TB, name, class string, source *corev1.TypedLo
 			DataSource:       source,
 		},
 	}
-	created, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS).Create(ctxFor(t, time.Minute), pvc, metav1.CreateOptions{})
+	created, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctxFor(t, time.Minute), pvc, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +227,7 @@ func (e *env) createPVC(t testing.TB, name, class string, source *corev1.TypedLo
 
 func (e *env) get(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
 	t.Helper()
-	got, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS).Get(ctxFor(t, time.Minute), pvc.Name, metav1.GetOptions{})
+	got, err := e.cluster.Client.CoreV1().PersistentVolumeClaims(pvc.Namespace).Get(ctxFor(t, time.Minute), pvc.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,14 +239,14 @@ func (e *env) waitBound(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1
 	t.Helper()
 	ctx := ctxFor(t, operationTimeout)
 	sel := fields.OneTermEqualSelector("metadata.name", pvc.Name).String()
-	claims := e.cluster.Client.CoreV1().PersistentVolumeClaims(appNS)
+	claims := e.cluster.Client.CoreV1().PersistentVolumeClaims(pvc.Namespace)
 	lw := selected(sel, claims.List, claims.Watch)
 	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.PersistentVolumeClaim{}, nil, func(ev watch.Event) (bool, error) {
 		c, ok := ev.Object.(*corev1.PersistentVolumeClaim)
 		return ok && c.Status.Phase == corev1.ClaimBound, nil
 	})
 	if err != nil {
-		t.Fatalf("PVC %s/%s is not Bound: %v; its events: %s", appNS, pvc.Name, err, e.events(pvc.Name))
+		t.Fatalf("PVC %s/%s is not Bound: %v; its events: %s", pvc.Namespace, pvc.Name, err, e.events(pvc.Namespace, pvc.Name))
 	}
 	return ev.Object.(*corev1.PersistentVolumeClaim)
 }
@@ -229,13 +254,13 @@ func (e *env) waitBound(t testing.TB, pvc *corev1.PersistentVolumeClaim) *corev1
 func (e *env) createSnapshot(t testing.TB, name, class string, pvc *corev1.PersistentVolumeClaim) *crdv1.VolumeSnapshot {
 	t.Helper()
 	vs := &crdv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: pvc.Namespace},
 		Spec: crdv1.VolumeSnapshotSpec{
 			Source:                  crdv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc.Name},
 			VolumeSnapshotClassName: &class,
 		},
 	}
-	created, err := e.backend.Snapshots.SnapshotV1().VolumeSnapshots(appNS).Create(ctxFor(t, time.Minute), vs, metav1.CreateOptions{})
+	created, err := e.backend.Snapshots.SnapshotV1().VolumeSnapshots(pvc.Namespace).Create(ctxFor(t, time.Minute), vs, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,16 +288,16 @@ func (e *env) waitSnapshot(t testing.TB, ctx context.Context, vs *crdv1.VolumeSn
 		if last != nil {
 			st = last.Status
 		}
-		t.Fatalf("VolumeSnapshot %s/%s: %v; status %+v; events: %s", vs.Namespace, vs.Name, err, st, e.events(vs.Name))
+		t.Fatalf("VolumeSnapshot %s/%s: %v; status %+v; events: %s", vs.Namespace, vs.Name, err, st, e.events(vs.Namespace, vs.Name))
 	}
 	return ev.Object.(*crdv1.VolumeSnapshot)
 }
 
-// events lists the events of an object in appNS, for failure messages.
-func (e *env) events(name string) string {
+// events lists the events of an object, for failure messages.
+func (e *env) events(ns, name string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, err := e.cluster.Client.CoreV1().Events(appNS).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	list, err := e.cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 	if err != nil {
 		return err.Error()
 	}
@@ -303,7 +328,7 @@ func (e *env) startPod(t testing.TB, name, node string, pvc *corev1.PersistentVo
 	t.Helper()
 	ctx := ctxFor(t, operationTimeout)
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: pvc.Namespace},
 		Spec: corev1.PodSpec{
 			NodeName:    node,
 			Containers:  []corev1.Container{{Name: "app", Image: "example.invalid/app", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/www/html"}}}},
@@ -311,7 +336,7 @@ func (e *env) startPod(t testing.TB, name, node string, pvc *corev1.PersistentVo
 			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 		},
 	}
-	created, err := e.cluster.Client.CoreV1().Pods(appNS).Create(ctx, p, metav1.CreateOptions{})
+	created, err := e.cluster.Client.CoreV1().Pods(pvc.Namespace).Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
