@@ -62,7 +62,7 @@ func TestTrustExportAdmitsOnlyItsClients(t *testing.T) {
 
 			// Failover: the server stops and a new pod, with a new address, takes over.
 			if err := v.Pod.Terminate(30 * time.Second); err != nil {
-				t.Fatal(err)
+				t.Error(err) // go on: the mount needs a server again to be unmounted
 			}
 			if _, err := v.Start(ctx, nil); err != nil {
 				t.Fatal(err)
