@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,53 @@ import (
 	"github.com/pvnfs/pvnfs/test/localcluster"
 	"github.com/pvnfs/pvnfs/test/vmlab"
 )
+
+// suites are the guests TestKernelNFS boots, each running the guest tests whose
+// names start with its prefix.
+var suites = []struct {
+	name, prefix string
+	args         []string
+}{
+	{"server", "TestServer", []string{"-test.run=^TestServer"}},
+	// The outage test waits out 150 s of outage; the other node tests run
+	// beside it, one at a time.
+	{"node", "TestNode", []string{"-test.run=^TestNode", "-test.parallel=2"}},
+}
+
+// benchPrefix names the guest tests that make bench runs (test/bench), not make
+// test.
+const benchPrefix = "TestBench"
+
+// TestEveryGuestTestRuns fails for a guest test that no suite runs: a name
+// outside the suites' prefixes would build, vet and never run.
+func TestEveryGuestTestRuns(t *testing.T) {
+	files, err := filepath.Glob("guest/*_test.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no guest tests found: %v", err)
+	}
+	decl := regexp.MustCompile(`(?m)^func (Test\w*)\(t \*testing\.T\)`)
+	found := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range decl.FindAllSubmatch(b, -1) {
+			name := string(m[1])
+			found++
+			ok := strings.HasPrefix(name, benchPrefix)
+			for _, s := range suites {
+				ok = ok || strings.HasPrefix(name, s.prefix)
+			}
+			if !ok {
+				t.Errorf("%s: %s runs in no guest: name it TestServer…, TestNode… or %s…", f, name, benchPrefix)
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("found no guest test declarations: the pattern no longer matches them")
+	}
+}
 
 // TestKernelNFS boots the lab's guest (Debian's kernel with nfsd and the NFS
 // client) twice at once, each with one emulated CPU: one guest runs the server
@@ -28,18 +76,12 @@ func TestKernelNFS(t *testing.T) {
 		boot(t, "kernel-nfs", []string{"-test.run=" + run, "-test.parallel=2"}, 15*time.Minute)
 		return
 	}
-	for _, suite := range []struct {
-		name string
-		args []string
-	}{
-		{"server", []string{"-test.run=^TestServer"}},
-		// The outage test waits out 150 s of outage; the other node tests run
-		// beside it, one at a time.
-		{"node", []string{"-test.run=^TestNode", "-test.parallel=2"}},
-	} {
+	for _, suite := range suites {
 		t.Run(suite.name, func(t *testing.T) {
 			t.Parallel()
-			boot(t, "kernel-nfs-"+suite.name, suite.args, 12*time.Minute)
+			// The guests normally finish in 6–10 min under make test's other
+			// packages; the deadline is for a guest that hangs, not a pace.
+			boot(t, "kernel-nfs-"+suite.name, suite.args, 20*time.Minute)
 		})
 	}
 }

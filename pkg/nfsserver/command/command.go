@@ -157,6 +157,10 @@ func baseName(name string) string {
 	return name
 }
 
+// ErrKilled says a helper did not exit on SIGTERM before its deadline and was
+// killed.
+var ErrKilled = errors.New("it ignored SIGTERM and was killed")
+
 // Stop ends p: SIGTERM to its process group, then SIGKILL when ctx ends before it
 // exits. It returns p's exit error, or an error when even SIGKILL did not end it
 // within killWait.
@@ -183,7 +187,7 @@ func Stop(ctx context.Context, p Process, name string, killWait time.Duration) e
 	defer t.Stop()
 	select {
 	case <-p.Done():
-		return fmt.Errorf("stop %s: it ignored SIGTERM and was killed", name)
+		return fmt.Errorf("stop %s: %w", name, ErrKilled)
 	case <-t.C:
 		return fmt.Errorf("stop %s: pid %d still runs %s after SIGKILL", name, p.Pid(), killWait)
 	}

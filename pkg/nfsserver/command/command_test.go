@@ -139,3 +139,33 @@ func waitFile(t *testing.T, path string) {
 	}
 	t.Fatalf("%s never appeared", path)
 }
+
+// A helper that ignores SIGTERM is killed within its share of the deadline, so
+// the helper stopped after it still gets the time to exit cleanly, and the stop
+// as a whole succeeds.
+func TestGroupStopSharesTheDeadline(t *testing.T) {
+	dir := t.TempDir()
+	g := NewGroup(Exec{}, 5*time.Second)
+	slowReady, stuckReady := filepath.Join(dir, "slow-ready"), filepath.Join(dir, "stuck-ready")
+	// slow exits on SIGTERM after a short cleanup; stuck (started last, so
+	// stopped first) never does.
+	if _, err := g.Start("slow", Cmd{Name: "sh", Args: []string{"-c", "trap 'sleep 0.3; exit 0' TERM; touch " + slowReady + "; while :; do sleep 0.05; done"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Start("stuck", Cmd{Name: "sh", Args: []string{"-c", "trap '' TERM; touch " + stuckReady + "; while :; do sleep 0.05; done"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, slowReady)
+	waitFile(t, stuckReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if err := g.Stop(ctx); err != nil {
+		t.Errorf("Stop() = %v, want success: every helper ended within the deadline", err)
+	}
+	if p := g.Process("slow"); p == nil || p.Err() != nil {
+		t.Errorf("slow: %v, want a clean exit on SIGTERM within its share of the deadline", p.Err())
+	}
+	if p := g.Process("stuck"); p == nil || p.Err() == nil {
+		t.Error("stuck exited cleanly, want it killed")
+	}
+}

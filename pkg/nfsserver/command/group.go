@@ -99,8 +99,17 @@ func (g *Group) Process(name string) Process {
 	return nil
 }
 
-// Stop stops every helper, the last started first, each with SIGTERM and, once ctx
-// ends, SIGKILL. Helpers that exit from now on are not reported as failures.
+// Stop stops every helper, the last started first, each with SIGTERM and, once
+// its share of ctx's time is over, SIGKILL. Each helper gets an equal share of
+// what is left, so one that hangs on its way out (rpc.mountd has been seen to
+// print its goodbye and then not exit for 18 s under load) cannot use up the
+// deadline and leave the helpers after it no time at all. Helpers that exit from
+// now on are not reported as failures.
+//
+// A helper that had to be killed is logged, not returned: the engine stops its
+// NFS service before its helpers, so nothing a client was told is lost with
+// them, and a graceful stop that ended everything within its deadline is a
+// clean one.
 func (g *Group) Stop(ctx context.Context) error {
 	g.mu.Lock()
 	g.stopping = true
@@ -109,11 +118,28 @@ func (g *Group) Stop(ctx context.Context) error {
 	var errs []error
 	for i := len(helpers) - 1; i >= 0; i-- {
 		h := helpers[i]
-		if err := Stop(ctx, h.p, h.name, g.killWait); err != nil && !expectedStopError(err) {
+		hctx, cancel := shareOf(ctx, i+1)
+		err := Stop(hctx, h.p, h.name, g.killWait)
+		cancel()
+		switch {
+		case err == nil, expectedStopError(err):
+		case errors.Is(err, ErrKilled):
+			klog.ErrorS(err, "Helper had to be killed; the NFS service had already stopped, so no client state is lost", "helper", h.name, "pid", h.p.Pid())
+		default:
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shareOf returns a context that ends after 1/n of the time left before ctx's
+// deadline (or with ctx, when it has none).
+func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/time.Duration(n))
 }
 
 // expectedStopError tells a helper that died of our SIGTERM (many daemons do not

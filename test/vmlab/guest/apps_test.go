@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,11 +63,23 @@ func startWorkload(t *testing.T, ctx context.Context, n *guest.Node, dir string,
 	return w
 }
 
-// stop stops the applications (once).
+// stop stops the applications (once), all at the same time: when a test failed
+// with no server left, each one waits out its deadline, and one after the other
+// they would use up the guest's time.
 func (w *workload) stop(t *testing.T) {
-	for _, a := range w.apps {
-		if err := a.Stop(90 * time.Second); err != nil {
-			t.Errorf("stopping %s: %v", a.Spec.Name, err)
+	var wg sync.WaitGroup
+	errs := make([]error, len(w.apps))
+	for i, a := range w.apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = a.Stop(90 * time.Second)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("stopping %s: %v", w.apps[i].Spec.Name, err)
 		}
 	}
 	w.apps = nil

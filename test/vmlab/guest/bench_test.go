@@ -55,7 +55,7 @@ func TestBenchDataPath(t *testing.T) {
 		for i := 0; i < benchReps; i++ {
 			stop := time.Now()
 			if err := v.Pod.Terminate(30 * time.Second); err != nil {
-				t.Fatal(err)
+				t.Error(err) // go on: the applications need a server again to stop
 			}
 			if _, err := v.Start(ctx, v.Sandbox); err != nil {
 				t.Fatal(err)

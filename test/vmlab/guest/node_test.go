@@ -318,7 +318,7 @@ func TestNodeServerRestartAndMove(t *testing.T) {
 
 	stop := time.Now()
 	if err := c.v.Pod.Terminate(30 * time.Second); err != nil {
-		t.Fatalf("graceful stop: %v", err)
+		t.Errorf("graceful stop: %v", err) // go on: the pods need a server again to stop
 	}
 	if _, err := c.v.Start(ctx, c.v.Sandbox); err != nil {
 		t.Fatal(err)

@@ -169,8 +169,11 @@ func TestServerRestart(t *testing.T) {
 			reclaimsBefore := len(dmesgGrep(t, "all clients done reclaiming"))
 
 			stop := time.Now()
+			// An unclean stop is a failure, but the test goes on: the pod is
+			// gone either way, and the applications block on their hard mount
+			// until a server answers again.
 			if err := v.Pod.Terminate(30 * time.Second); err != nil {
-				t.Fatalf("the server did not stop cleanly on SIGTERM: %v\n%s", err, v.Pod.LogTail(30))
+				t.Errorf("the server did not stop cleanly on SIGTERM: %v\n%s", err, v.Pod.LogTail(30))
 			}
 			stopped := time.Since(stop)
 			if _, err := v.Start(ctx, v.Sandbox); err != nil {

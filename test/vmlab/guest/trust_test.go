@@ -10,13 +10,13 @@ import (
 	"github.com/pvnfs/pvnfs/test/vmlab/guest"
 )
 
-// TestTrustExportAdmitsOnlyItsClients: a server told the nodes' networks
+// TestServerAdmitsOnlyItsClients: a server told the nodes' networks
 // (pvnfs-server --clients, which the controller passes from pvnfs-csi
 // --nfs-clients) serves a node inside them and refuses a node outside, to the
 // kernel's NFS client, on the real nfsd and on Ganesha. The list names clients, not
 // the server, so it is the same after the server moves to a new pod address: the
 // node inside keeps its mount through the move, the one outside stays refused.
-func TestTrustExportAdmitsOnlyItsClients(t *testing.T) {
+func TestServerAdmitsOnlyItsClients(t *testing.T) {
 	for _, engine := range engines {
 		t.Run(engine, func(t *testing.T) {
 			ctx := testContext(t, 5*time.Minute)
@@ -62,7 +62,7 @@ func TestTrustExportAdmitsOnlyItsClients(t *testing.T) {
 
 			// Failover: the server stops and a new pod, with a new address, takes over.
 			if err := v.Pod.Terminate(30 * time.Second); err != nil {
-				t.Fatal(err)
+				t.Error(err) // go on: the mount needs a server again to be unmounted
 			}
 			if _, err := v.Start(ctx, nil); err != nil {
 				t.Fatal(err)
