@@ -109,6 +109,7 @@ var controllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
 	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
 	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 }
 
 // ControllerGetCapabilities lists what the controller offers.
@@ -171,21 +172,26 @@ func validateCreate(req *csi.CreateVolumeRequest) (volumeSpec, error) {
 	if err != nil {
 		return volumeSpec{}, err
 	}
-	params, err := parameters.Parse(req.GetParameters())
+	mutable := req.GetMutableParameters()
+	if err := parameters.CheckMutable(mutable); err != nil {
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "VolumeAttributesClass parameters (mutable_parameters): %v", err)
+	}
+	params, err := parameters.Parse(parameters.Merge(req.GetParameters(), mutable))
 	if err != nil {
-		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "StorageClass parameters: %v", err)
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "StorageClass and VolumeAttributesClass parameters: %v", err)
 	}
 	p := req.GetParameters()
 	return volumeSpec{
-		id:           id,
-		name:         req.GetName(),
-		params:       params,
-		storedParams: parameters.Stored(p),
-		capacity:     capacity,
-		capRange:     req.GetCapacityRange(),
-		pvName:       p[parameters.PVNameKey],
-		pvcName:      p[parameters.PVCNameKey],
-		pvcNamespace: p[parameters.PVCNamespaceKey],
+		id:            id,
+		name:          req.GetName(),
+		params:        params,
+		storedParams:  parameters.Stored(p),
+		storedMutable: storedMutable(mutable),
+		capacity:      capacity,
+		capRange:      req.GetCapacityRange(),
+		pvName:        p[parameters.PVNameKey],
+		pvcName:       p[parameters.PVCNameKey],
+		pvcNamespace:  p[parameters.PVCNamespaceKey],
 	}, nil
 }
 

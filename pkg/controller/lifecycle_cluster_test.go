@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -637,5 +638,70 @@ func waitPVPhase(t *testing.T, ctx context.Context, d *testDriver, name string, 
 	})
 	if err != nil {
 		t.Fatalf("PersistentVolume %s never reached phase %s: %v", name, phase, err)
+	}
+}
+
+// TestControlPlaneModifyVolume: a VolumeAttributesClass's parameters change a live
+// volume's server settings with one roll of its server, answered once the new
+// server is Ready; the same call again rolls nothing; a fixed parameter is refused
+// naming it, and changes nothing.
+func TestControlPlaneModifyVolume(t *testing.T) {
+	d := startDriver(t)
+	k := d.cluster.Client
+	ctx := callCtx(t, 3*controlPlaneWait)
+	const name = "modify"
+	if _, err := d.CreateVolume(ctx, createReq(name, map[string]string{parameters.NFSThreads: "8"})); err != nil {
+		t.Fatal(err)
+	}
+	obj := volume.ObjectName(name)
+	before, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modify := func(m map[string]string) error {
+		_, err := d.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: name, MutableParameters: m})
+		return err
+	}
+	start := time.Now()
+	if err := modify(map[string]string{parameters.NFSThreads: "32", parameters.ServerMemoryLimit: "2Gi"}); err != nil {
+		t.Fatalf("ControllerModifyVolume: %v", err)
+	}
+	t.Logf("modified and rolled in %s", time.Since(start).Round(time.Millisecond))
+	after, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := after.Spec.Template.Spec.Containers[0]
+	if !slices.Contains(c.Args, "--"+serverconfig.FlagThreads+"=32") || c.Resources.Limits.Memory().String() != "2Gi" {
+		t.Errorf("server after the change: args %v, memory limit %s; want 32 threads and 2Gi", c.Args, c.Resources.Limits.Memory())
+	}
+	if after.Generation != before.Generation+1 || !rollComplete(after) {
+		t.Errorf("generation %d -> %d, complete %v: want exactly one roll, complete", before.Generation, after.Generation, rollComplete(after))
+	}
+	pvc, err := k.CoreV1().PersistentVolumeClaims(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil || pvc.Annotations[volume.AnnotationMutableParameters] != `{"nfsThreads":"32","serverMemoryLimit":"2Gi"}` {
+		t.Errorf("backend PVC records %q (%v)", pvc.Annotations[volume.AnnotationMutableParameters], err)
+	}
+
+	// The same class again (csi-resizer's retry): nothing rolls.
+	if err := modify(map[string]string{parameters.NFSThreads: "32"}); err != nil {
+		t.Errorf("repeated ControllerModifyVolume: %v", err)
+	}
+	// A fixed parameter: refused, naming it.
+	err = modify(map[string]string{parameters.ServerEngine: parameters.EngineGanesha, parameters.NFSThreads: "4"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"serverEngine": cannot change on an existing volume`) {
+		t.Errorf("changing the engine = %v, want InvalidArgument naming serverEngine", err)
+	}
+	// A value the volume's other parameters refuse (grace below the lease).
+	err = modify(map[string]string{parameters.LeaseSeconds: "120", parameters.GraceSeconds: "60"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), parameters.GraceSeconds) {
+		t.Errorf("grace below lease = %v, want InvalidArgument naming graceSeconds", err)
+	}
+	last, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil || last.Generation != after.Generation {
+		t.Errorf("refused or repeated changes rolled the server: generation %d -> %d (%v)", after.Generation, last.Generation, err)
+	}
+	if _, err := d.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: "no-such-volume", MutableParameters: map[string]string{parameters.NFSThreads: "4"}}); status.Code(err) != codes.NotFound {
+		t.Errorf("modifying an unknown volume = %v, want NotFound", err)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
-	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -550,21 +549,22 @@ func (r *reconciler) rollCount() int {
 // name, parameters and ClusterIP the volume was created with.
 func specFromBackend(id string, pvc *corev1.PersistentVolumeClaim) (volumeSpec, error) {
 	a := pvc.Annotations
-	_, params, err := parameters.Load(a[volume.AnnotationParameters])
+	params, err := loadParameters(a[volume.AnnotationParameters], a[volume.AnnotationMutableParameters])
 	if err != nil {
 		return volumeSpec{}, err
 	}
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	return volumeSpec{
-		id:           id,
-		name:         a[volume.AnnotationVolumeName],
-		params:       params,
-		storedParams: a[volume.AnnotationParameters],
-		capacity:     size.Value(),
-		clusterIP:    a[volume.AnnotationClusterIP],
-		pvName:       a[volume.AnnotationPVName],
-		pvcName:      a[volume.AnnotationPVCName],
-		pvcNamespace: a[volume.AnnotationPVCNamespace],
+		id:            id,
+		name:          a[volume.AnnotationVolumeName],
+		params:        params,
+		storedParams:  a[volume.AnnotationParameters],
+		storedMutable: a[volume.AnnotationMutableParameters],
+		capacity:      size.Value(),
+		clusterIP:     a[volume.AnnotationClusterIP],
+		pvName:        a[volume.AnnotationPVName],
+		pvcName:       a[volume.AnnotationPVCName],
+		pvcNamespace:  a[volume.AnnotationPVCNamespace],
 	}, nil
 }
 
