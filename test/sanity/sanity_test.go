@@ -21,6 +21,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/mounter"
 	"github.com/pvnfs/pvnfs/pkg/mounter/mounttest"
 	"github.com/pvnfs/pvnfs/pkg/node"
+	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 	"github.com/pvnfs/pvnfs/test/localcluster"
 	"github.com/pvnfs/pvnfs/test/standin"
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) { mounttest.Run(m, func() int { return shared.Main(m
 // TestSanityControlPlaneAndStandInNFS runs every csi-sanity spec that applies to
 // pvnfs. None is skipped by this test; csi-sanity itself skips the specs of
 // capabilities pvnfs does not offer (snapshots, cloning, ControllerPublish, node
-// expansion, attach limits, modify), and says so in its summary.
+// expansion, attach limits), and says so in its summary.
 func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	mounttest.RequireMounts(t)
 	c := shared.Get(t)
@@ -92,6 +93,9 @@ func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	cfg.StagingPath = filepath.Join(dir, "staging")
 	cfg.TestVolumeSize = 1 << 30
 	cfg.TestVolumeExpandSize = 2 << 30
+	// A VolumeAttributesClass's parameters: the ModifyVolume specs and
+	// CreateVolume with a class run with them.
+	cfg.TestVolumeMutableParameters = map[string]string{parameters.NFSThreads: "16"}
 	t.Logf("csi-sanity with IdempotentCount=%d against namespace %s; NFS stood in for by bind mounts under %s", cfg.IdempotentCount, namespace, dir)
 	sanity.Test(t, cfg)
 }
