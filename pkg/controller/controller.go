@@ -131,14 +131,11 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err != nil {
 		return nil, err
 	}
-	release, ok := s.inflight.TryAcquire(v.id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", v.id)
+	ctx, done, err := s.begin(ctx, v.id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 	if err := s.checkBackendClass(v); err != nil {
 		return nil, err
 	}
@@ -231,19 +228,16 @@ func (s *Service) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest
 		klog.V(2).InfoS("DeleteVolume of an ID pvnfs never made; nothing to do", "volumeID", req.GetVolumeId())
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	release, ok := s.inflight.TryAcquire(id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	ctx, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-
+	defer done()
 	if pv := s.cache.livePV(id); pv != nil {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s is still used by PersistentVolume %s (phase %s): a volume shared through a second PersistentVolume is deleted only after every other PersistentVolume on it is gone; delete %s first, or retain this one",
 			id, pv.Name, pv.Status.Phase, pv.Name)
 	}
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
 	if err := s.deleteObjects(ctx, id); err != nil {
 		return nil, err
 	}
@@ -282,13 +276,11 @@ func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, err
 	}
-	release, ok := s.inflight.TryAcquire(id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	ctx, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 	if _, err := s.expandBackend(ctx, id, size); err != nil {
 		return nil, err
 	}
@@ -446,6 +438,17 @@ func condition(st volumeState) *csi.VolumeCondition {
 		return &csi.VolumeCondition{Abnormal: false, Message: "NFS server is serving"}
 	}
 	return &csi.VolumeCondition{Abnormal: true, Message: st.message()}
+}
+
+// begin starts an operation on a volume: one at a time per volume in this process
+// (a concurrent retry gets Aborted), within the call's deadline. done ends it.
+func (s *Service) begin(ctx context.Context, id string) (context.Context, func(), error) {
+	release, ok := s.inflight.TryAcquire(id)
+	if !ok {
+		return nil, nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	}
+	ctx, cancel := s.deadline(ctx)
+	return ctx, func() { cancel(); release() }, nil
 }
 
 // deadline bounds a call: it ends a little before the CO's own deadline, so the

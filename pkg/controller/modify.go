@@ -40,13 +40,11 @@ func (s *Service) ControllerModifyVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume %q does not exist: %v", req.GetVolumeId(), err)
 	}
-	release, ok := s.inflight.TryAcquire(id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	ctx, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 
 	st := s.cache.lookup(s.cfg.Namespace, id)
 	if st.pvc == nil {
