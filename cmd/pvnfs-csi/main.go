@@ -166,7 +166,8 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) {
 // runReconciler runs the controller's reconciler: in this process alone, or, with
 // --leader-election, only while this replica holds the Lease.
 func runReconciler(ctx context.Context, o *options, client kubernetes.Interface, ctrl *controller.Service) {
-	opts := controller.ReconcileOptions{Resync: o.controller.resync, DeleteOrphansAfter: o.controller.deleteOrphansAfter}
+	opts := controller.ReconcileOptions{Resync: o.controller.resync, DeleteOrphansAfter: o.controller.deleteOrphansAfter,
+		MaxServerRollouts: o.controller.maxServerRollouts}
 	if !o.controller.leaderElection {
 		ctrl.Reconcile(ctx, opts)
 		return

@@ -52,6 +52,7 @@ type controllerOptions struct {
 	leaderElectionNamespace string
 	resync                  time.Duration
 	deleteOrphansAfter      time.Duration
+	maxServerRollouts       int
 
 	// crashHook is empty in the production build; fault tests build pvnfs-csi with
 	// the tag pvnfs_standin to stop the controller at a named step.
@@ -74,6 +75,7 @@ func defaultOptions() options {
 			serverImagePullPolicy: "IfNotPresent",
 			maxWait:               60 * time.Second,
 			resync:                10 * time.Minute,
+			maxServerRollouts:     1,
 		},
 		node: defaultNodeOptions(),
 	}
@@ -101,6 +103,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.controller.leaderElectionNamespace, "leader-election-namespace", o.controller.leaderElectionNamespace, "namespace of the leader election Lease (default: --namespace)")
 	fs.DurationVar(&o.controller.resync, "reconcile-resync", o.controller.resync, "how often the reconciler re-checks every volume besides reacting to watch events")
 	fs.DurationVar(&o.controller.deleteOrphansAfter, "delete-orphans-after", o.controller.deleteOrphansAfter, "delete a volume's objects (and, per the backend StorageClass's reclaim policy, its data) once no PersistentVolume has referred to it for this long; 0 only reports orphans, never deletes")
+	fs.IntVar(&o.controller.maxServerRollouts, "max-server-rollouts", o.controller.maxServerRollouts, "servers built by another pvnfs version or --server-image that the reconciler rolls to the current template at a time, each waiting for its new server to be Ready before the next starts (each roll pauses that volume's clients for one grace period); 0 leaves them for the operator. A server Deployment annotated "+"pvnfs.io/pin-server=true"+" is never rolled")
 	o.controller.crashHook.addFlags(fs)
 	o.controller.serverNetwork.addFlags(fs)
 	o.node.addFlags(fs)
@@ -153,6 +156,9 @@ func (o *options) validate() error {
 		}
 		if o.controller.deleteOrphansAfter < 0 {
 			errs = append(errs, errors.New("--delete-orphans-after must not be negative (0 never deletes)"))
+		}
+		if o.controller.maxServerRollouts < 0 {
+			errs = append(errs, fmt.Errorf("--max-server-rollouts %d: must be 0 (never roll) or more", o.controller.maxServerRollouts))
 		}
 		if ns := o.controller.leaderElectionNamespace; ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
 			errs = append(errs, fmt.Errorf("--leader-election-namespace %q: must be a namespace name", ns))

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,11 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	k8stesting "k8s.io/client-go/testing"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/pvnfs/pvnfs/pkg/parameters"
+	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
 // accessModeService is a Service over a fake clientset holding the given objects,
@@ -103,6 +107,62 @@ func TestBackendAccessMode(t *testing.T) {
 			}
 			if len(pvc.Spec.AccessModes) != 1 || pvc.Spec.AccessModes[0] != tc.want {
 				t.Errorf("backend PVC access modes %v, want [%s]", pvc.Spec.AccessModes, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckBackendClass: a volume that names no backend class in a cluster with
+// no default one is refused at once (its backend claim would stay Pending
+// forever), as is a named class that does not exist; a volume whose backend claim
+// exists already is left to it.
+func TestCheckBackendClass(t *testing.T) {
+	class := func(name string, isDefault bool) *storagev1.StorageClass {
+		sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}, Provisioner: "ebs.csi.aws.com"}
+		if isDefault {
+			sc.Annotations[isDefaultClass] = "true"
+		}
+		return sc
+	}
+	const id = "pvc-1"
+	tests := []struct {
+		name        string
+		params      map[string]string
+		classes     []runtime.Object
+		claimExists bool
+		wantErr     string
+	}{
+		{name: "default class", classes: []runtime.Object{class("gp3", true)}},
+		{name: "named class", params: map[string]string{parameters.BackendStorageClass: "gp3"}, classes: []runtime.Object{class("gp3", false)}},
+		{name: "no class named, no default", classes: []runtime.Object{class("gp3", false)},
+			wantErr: `parameter "backendStorageClass" is not set and the cluster has no default StorageClass`},
+		{name: "named class missing", params: map[string]string{parameters.BackendStorageClass: "gp2"}, classes: []runtime.Object{class("gp3", true)},
+			wantErr: `StorageClass "gp2" does not exist`},
+		{name: "no default, backend claim made already", classes: nil, claimExists: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := accessModeService(t, false, tc.classes...)
+			pvcs := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{})
+			if tc.claimExists {
+				if err := pvcs.Add(&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: testConfig.Namespace, Name: volume.ObjectName(id)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.cache.pvcs = corelisters.NewPersistentVolumeClaimLister(pvcs)
+			p, err := parameters.Parse(tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.checkBackendClass(volumeSpec{id: id, params: p})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Errorf("checkBackendClass() = %v, want nil", err)
+				}
+				return
+			}
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("checkBackendClass() = %v, want InvalidArgument saying %q", err, tc.wantErr)
 			}
 		})
 	}

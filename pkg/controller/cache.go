@@ -202,6 +202,26 @@ func handleOf(o any) string {
 	return ""
 }
 
+// livePV returns a PersistentVolume that still refers to the volume and is in use
+// or waiting to be (Bound, Available or Pending, not being deleted), or nil. The
+// PersistentVolume whose deletion asks for DeleteVolume is Released, or has its
+// deletion timestamp set, by then, so only another one, such as the static
+// PersistentVolume that shares a volume with a second namespace, is live.
+func (c *cache) livePV(id string) *corev1.PersistentVolume {
+	objs, _ := c.pvs.ByIndex(pvByHandle, id)
+	for _, o := range objs {
+		pv := o.(*corev1.PersistentVolume)
+		if pv.DeletionTimestamp != nil {
+			continue
+		}
+		switch pv.Status.Phase {
+		case corev1.VolumeBound, corev1.VolumeAvailable, corev1.VolumePending:
+			return pv
+		}
+	}
+	return nil
+}
+
 // pvOf returns the PersistentVolume of a volume, or nil.
 func (c *cache) pvOf(id string) *corev1.PersistentVolume {
 	objs, err := c.pvs.ByIndex(pvByHandle, id)

@@ -34,6 +34,7 @@ const (
 	backendClass     = "rwo"
 	fixedClass       = "rwo-fixed-size"
 	brokenClass      = "rwo-broken"
+	fullClass        = "rwo-full"
 	testGiB          = int64(1) << 30
 	controlPlaneWait = 2 * time.Minute
 )
@@ -45,6 +46,7 @@ var shared = localcluster.Shared{
 			{Name: backendClass, Default: true, AllowExpansion: true},
 			{Name: fixedClass},
 			{Name: brokenClass, Immediate: true, NeverProvision: true},
+			{Name: fullClass, AllowExpansion: true, FailResize: true},
 		} {
 			if err := c.AddBackendClass(ctx, b); err != nil {
 				return err

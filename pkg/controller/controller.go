@@ -95,15 +95,19 @@ func (s *Service) Start(ctx context.Context) error {
 	return s.cache.start(ctx)
 }
 
-// Ready returns nil once the caches are filled and the API server answers; the
-// identity service's Probe reports it.
-func (s *Service) Ready(ctx context.Context) error {
+// Ready returns nil once the caches have been filled; the identity service's
+// Probe reports it. csi-provisioner waits for it before its first call, and the
+// livenessprobe sidecar restarts the controller when it fails.
+//
+// It does not ask whether the API server answers now. During an API outage the
+// caches keep what they had, calls answer Unavailable and the sidecars retry; a
+// restart would only empty the caches and make the controller unable to fill
+// them again until the outage ends.
+func (s *Service) Ready(context.Context) error {
 	if !s.cache.hasSynced() {
 		return errors.New("informer caches are not filled yet")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return s.client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	return nil
 }
 
 var controllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
@@ -113,6 +117,7 @@ var controllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
 	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
 	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 }
 
 // ControllerGetCapabilities lists what the controller offers.
@@ -134,14 +139,11 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err != nil {
 		return nil, err
 	}
-	release, ok := s.inflight.TryAcquire(v.id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", v.id)
+	ctx, done, err := s.begin(ctx, v.id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 	if err := s.checkBackendClass(v); err != nil {
 		return nil, err
 	}
@@ -179,33 +181,45 @@ func validateCreate(req *csi.CreateVolumeRequest) (volumeSpec, error) {
 	if err != nil {
 		return volumeSpec{}, err
 	}
-	params, err := parameters.Parse(req.GetParameters())
+	mutable := req.GetMutableParameters()
+	if err := parameters.CheckMutable(mutable); err != nil {
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "VolumeAttributesClass parameters (mutable_parameters): %v", err)
+	}
+	params, err := parameters.Parse(parameters.Merge(req.GetParameters(), mutable))
 	if err != nil {
-		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "StorageClass parameters: %v", err)
+		return volumeSpec{}, status.Errorf(codes.InvalidArgument, "StorageClass and VolumeAttributesClass parameters: %v", err)
 	}
 	p := req.GetParameters()
 	return volumeSpec{
-		id:           id,
-		name:         req.GetName(),
-		params:       params,
-		storedParams: parameters.Stored(p),
-		capacity:     capacity,
-		capRange:     req.GetCapacityRange(),
-		pvName:       p[parameters.PVNameKey],
-		pvcName:      p[parameters.PVCNameKey],
-		pvcNamespace: p[parameters.PVCNamespaceKey],
-		source:       source,
+		id:            id,
+		name:          req.GetName(),
+		params:        params,
+		storedParams:  parameters.Stored(p),
+		storedMutable: storedMutable(mutable),
+		capacity:      capacity,
+		capRange:      req.GetCapacityRange(),
+		pvName:        p[parameters.PVNameKey],
+		pvcName:       p[parameters.PVCNameKey],
+		pvcNamespace:  p[parameters.PVCNamespaceKey],
+		source:        source,
 	}, nil
 }
 
 // checkBackendClass refuses a volume whose backend StorageClass does not exist
 // before anything is created: otherwise the backend PVC would sit Pending forever.
+//
+// With no class named, the backend PVC would take the cluster's default class; a
+// cluster without one would leave it Pending forever, so that is refused too.
 func (s *Service) checkBackendClass(v volumeSpec) error {
-	if v.params.BackendStorageClass == "" {
-		return nil
-	}
 	if existing, _ := s.cache.pvcs.PersistentVolumeClaims(s.cfg.Namespace).Get(volume.ObjectName(v.id)); existing != nil {
 		return nil // created already; its class is the backend's business now
+	}
+	if v.params.BackendStorageClass == "" {
+		if s.backendClass("") == nil {
+			return status.Errorf(codes.InvalidArgument, "parameter %q is not set and the cluster has no default StorageClass: name a ReadWriteOnce StorageClass in %q or mark one as the default (annotation %s: \"true\")",
+				parameters.BackendStorageClass, parameters.BackendStorageClass, isDefaultClass)
+		}
+		return nil
 	}
 	_, err := s.cache.storageClasses.Get(v.params.BackendStorageClass)
 	if apierrors.IsNotFound(err) {
@@ -227,14 +241,16 @@ func (s *Service) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest
 		klog.V(2).InfoS("DeleteVolume of an ID pvnfs never made; nothing to do", "volumeID", req.GetVolumeId())
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	release, ok := s.inflight.TryAcquire(id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	ctx, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
+	if pv := s.cache.livePV(id); pv != nil {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s is still used by PersistentVolume %s (phase %s): a volume shared through a second PersistentVolume is deleted only after every other PersistentVolume on it is gone; delete %s first, or retain this one",
+			id, pv.Name, pv.Status.Phase, pv.Name)
+	}
 	if err := s.deleteObjects(ctx, id); err != nil {
 		return nil, err
 	}
@@ -245,7 +261,12 @@ func (s *Service) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest
 	return &csi.DeleteVolumeResponse{}, nil
 }
 
-// ControllerExpandVolume grows the backend PVC. The server's filesystem grows online
+// ControllerExpandVolume grows the backend PVC and answers success once the
+// backend reports the new size (the claim's status.capacity), so a resize the
+// backend never completes is not reported done. Until then it answers
+// DeadlineExceeded (csi-resizer keeps the resize in progress and retries) with
+// what it waits for and the backend claim's newest warning, which csi-resizer
+// records as an event on the user's claim. The server's filesystem grows online
 // when the backend's driver expands it, and NFS clients see the new size without
 // any node step.
 func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
@@ -268,14 +289,15 @@ func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, err
 	}
-	release, ok := s.inflight.TryAcquire(id)
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	ctx, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	got, err := s.expandBackend(ctx, id, size)
+	defer done()
+	if _, err := s.expandBackend(ctx, id, size); err != nil {
+		return nil, err
+	}
+	got, err := s.waitExpanded(ctx, id, size)
 	if err != nil {
 		return nil, err
 	}
@@ -432,6 +454,17 @@ func condition(st volumeState) *csi.VolumeCondition {
 	return &csi.VolumeCondition{Abnormal: true, Message: st.message()}
 }
 
+// begin starts an operation on a volume: one at a time per volume in this process
+// (a concurrent retry gets Aborted), within the call's deadline. done ends it.
+func (s *Service) begin(ctx context.Context, id string) (context.Context, func(), error) {
+	release, ok := s.inflight.TryAcquire(id)
+	if !ok {
+		return nil, nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	}
+	ctx, cancel := s.deadline(ctx)
+	return ctx, func() { cancel(); release() }, nil
+}
+
 // deadline bounds a call: it ends a little before the CO's own deadline, so the
 // retryable answer explaining what is missing reaches the CO before it gives up, and
 // at MaxWait when the request has no deadline.
@@ -451,6 +484,11 @@ func (s *Service) deadline(ctx context.Context) (context.Context, context.Cancel
 
 // waitFor waits, woken by watch events, until the volume's state satisfies done.
 func (s *Service) waitFor(ctx context.Context, id, what string, done func(volumeState) bool) (volumeState, error) {
+	return s.waitUntil(ctx, id, what, done, func(st volumeState) string { return notDoneReason(st, what) })
+}
+
+// waitUntil is waitFor with its own explanation of what is still missing.
+func (s *Service) waitUntil(ctx context.Context, id, what string, done func(volumeState) bool, reason func(volumeState) string) (volumeState, error) {
 	for {
 		changed := s.cache.notifier.wait(id)
 		st := s.cache.lookup(s.cfg.Namespace, id)
@@ -460,7 +498,7 @@ func (s *Service) waitFor(ctx context.Context, id, what string, done func(volume
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return st, status.Errorf(codes.DeadlineExceeded, "volume %s is not %s yet, the call will be retried: %s", id, what, notDoneReason(st, what))
+			return st, status.Errorf(codes.DeadlineExceeded, "volume %s is not %s yet, the call will be retried: %s", id, what, reason(st))
 		}
 	}
 }

@@ -317,8 +317,29 @@ func (s *Service) expandBackend(ctx context.Context, id string, size int64) (int
 		}
 		return 0, fmt.Errorf("growing backend PVC %s/%s to %s: %w", ns, name, q.String(), err)
 	}
-	klog.V(2).InfoS("Backend PVC expanded", "volumeID", id, "from", cur.String(), "to", q.String())
+	klog.V(2).InfoS("Backend PVC expansion requested", "volumeID", id, "from", cur.String(), "to", q.String())
 	return size, nil
+}
+
+// waitExpanded waits until the backend PVC's status reports at least size bytes
+// and returns its capacity.
+func (s *Service) waitExpanded(ctx context.Context, id string, size int64) (int64, error) {
+	want := resource.NewQuantity(size, resource.BinarySI)
+	st, err := s.waitUntil(ctx, id, "expanded to "+want.String(),
+		func(st volumeState) bool { return st.pvc != nil && claimCapacity(st.pvc) >= size },
+		func(st volumeState) string { return s.cache.expansionReason(st.pvc, want) })
+	if err != nil {
+		return 0, err
+	}
+	got := claimCapacity(st.pvc)
+	klog.V(2).InfoS("Backend PVC expanded", "volumeID", id, "capacity", resource.NewQuantity(got, resource.BinarySI).String())
+	return got, nil
+}
+
+// claimCapacity is what the backend reports a claim to hold, 0 before it is bound.
+func claimCapacity(pvc *corev1.PersistentVolumeClaim) int64 {
+	q := pvc.Status.Capacity[corev1.ResourceStorage]
+	return q.Value()
 }
 
 // checkExpandable explains, before trying, that a backend StorageClass without

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -308,9 +309,10 @@ func TestControlPlaneBadInputLeavesNothing(t *testing.T) {
 	block := createReq("bad-block", nil)
 	block.VolumeCapabilities[0].AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
 	tests := []struct {
-		name    string
-		req     *csi.CreateVolumeRequest
-		wantMsg string
+		name     string
+		req      *csi.CreateVolumeRequest
+		wantMsg  string
+		wantCode codes.Code // InvalidArgument when unset
 	}{
 		{name: "unknown parameter", req: createReq("bad-param", map[string]string{"nfsversion": "4.1"}), wantMsg: `parameter "nfsversion": unknown parameter; accepted parameters are backendAccessMode, backendStorageClass,`},
 		{name: "invalid value", req: createReq("bad-value", map[string]string{parameters.LeaseSeconds: "1"}), wantMsg: `"leaseSeconds"`},
@@ -319,13 +321,17 @@ func TestControlPlaneBadInputLeavesNothing(t *testing.T) {
 		{name: "no capabilities", req: &csi.CreateVolumeRequest{Name: "bad-caps"}, wantMsg: "volume_capabilities"},
 		{name: "no name", req: createReq("", nil), wantMsg: "name is required"},
 		{name: "required above limit", req: &csi.CreateVolumeRequest{Name: "bad-range", CapacityRange: &csi.CapacityRange{RequiredBytes: 2, LimitBytes: 1},
-			VolumeCapabilities: createReq("x", nil).VolumeCapabilities}, wantMsg: "exceeds limit_bytes"},
+			VolumeCapabilities: createReq("x", nil).VolumeCapabilities}, wantMsg: "exceeds limit_bytes", wantCode: codes.OutOfRange},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			want := tc.wantCode
+			if want == codes.OK {
+				want = codes.InvalidArgument
+			}
 			_, err := d.CreateVolume(callCtx(t, 30*time.Second), tc.req)
-			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Errorf("CreateVolume = %v, want InvalidArgument saying %q", err, tc.wantMsg)
+			if status.Code(err) != want || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("CreateVolume = %v, want %v saying %q", err, want, tc.wantMsg)
 			}
 		})
 	}
@@ -377,6 +383,24 @@ func TestControlPlaneExpandVolume(t *testing.T) {
 	if _, err := d.ControllerExpandVolume(callCtx(t, 10*time.Second), &csi.ControllerExpandVolumeRequest{
 		VolumeId: "no-such-volume", CapacityRange: &csi.CapacityRange{RequiredBytes: testGiB}}); status.Code(err) != codes.NotFound {
 		t.Errorf("expanding an unknown volume: %v", err)
+	}
+	if _, err := d.ControllerExpandVolume(callCtx(t, 10*time.Second), &csi.ControllerExpandVolumeRequest{
+		VolumeId: "expand-" + backendClass, CapacityRange: &csi.CapacityRange{RequiredBytes: 2, LimitBytes: 1}}); status.Code(err) != codes.OutOfRange {
+		t.Errorf("expanding to required above limit = %v, want OutOfRange", err)
+	}
+
+	// A backend that accepts the larger request but never grows: no success, a
+	// retryable code, and the backend's own cause in the message (csi-resizer
+	// records it as an event on the user's claim).
+	name := "expand-" + fullClass
+	if _, err := d.CreateVolume(callCtx(t, time.Minute), createReq(name, map[string]string{parameters.BackendStorageClass: fullClass})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.ControllerExpandVolume(callCtx(t, 10*time.Second), &csi.ControllerExpandVolumeRequest{
+		VolumeId: name, CapacityRange: &csi.CapacityRange{RequiredBytes: 3 * testGiB}})
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), localcluster.ResizeFailedMessage) ||
+		!strings.Contains(err.Error(), "holds 1Gi of the 3Gi requested") {
+		t.Errorf("expanding on a backend that cannot grow = %v, want DeadlineExceeded with the sizes and the backend's event %q", err, localcluster.ResizeFailedMessage)
 	}
 }
 
@@ -526,4 +550,158 @@ func diff(after, before map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestControlPlaneDeleteVolumeWhileAnotherPVUsesIt: a volume shared with a second
+// namespace through a static PersistentVolume on the same handle is not deleted
+// when its first PersistentVolume is released: DeleteVolume answers
+// FailedPrecondition naming the other one, and deletes the volume once that one
+// is gone. A released PersistentVolume (the one being deleted) does not count.
+func TestControlPlaneDeleteVolumeWhileAnotherPVUsesIt(t *testing.T) {
+	d := startDriver(t)
+	k := d.cluster.Client
+	ctx := callCtx(t, 3*controlPlaneWait)
+	// PersistentVolumes are cluster-wide: the name is unique across the tests'
+	// namespaces.
+	resp, err := d.CreateVolume(ctx, createReq("shared-"+d.ns, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetVolume().GetVolumeId()
+	pv := func(name string, claim *corev1.ObjectReference) *corev1.PersistentVolume {
+		return &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *resourceGiB()},
+				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				ClaimRef:                      claim,
+				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
+					Driver: "nfs.pvnfs.io", VolumeHandle: id, VolumeAttributes: resp.GetVolume().GetVolumeContext()}},
+			},
+		}
+	}
+	// The provisioned PersistentVolume, released: its claim is gone.
+	released := pv(id+"-released", &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
+		Namespace: d.ns, Name: "deleted-claim", UID: "00000000-0000-0000-0000-000000000001"})
+	// The second namespace's static PersistentVolume, waiting for its claim.
+	static := pv(id+"-static", nil)
+	for _, p := range []*corev1.PersistentVolume{released, static} {
+		if _, err := k.CoreV1().PersistentVolumes().Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = k.CoreV1().PersistentVolumes().Delete(context.Background(), p.Name, metav1.DeleteOptions{})
+		})
+	}
+	waitPVPhase(t, ctx, d, released.Name, corev1.VolumeReleased)
+	waitPVPhase(t, ctx, d, static.Name, corev1.VolumeAvailable)
+
+	_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), static.Name) {
+		t.Fatalf("DeleteVolume while %s uses the volume = %v, want FailedPrecondition naming it", static.Name, err)
+	}
+	if n := d.objectCounts(t, id)["deployment"]; n != 1 {
+		t.Errorf("the refused DeleteVolume left %d Deployments, want the server kept", n)
+	}
+
+	if err := k.CoreV1().PersistentVolumes().Delete(ctx, static.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The controller learns of the deletion through its watch: the provisioner's
+	// retries see FailedPrecondition until then.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, controlPlaneWait, true, func(ctx context.Context) (bool, error) {
+		_, err := d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+		if status.Code(err) == codes.FailedPrecondition {
+			return false, nil
+		}
+		return true, err
+	})
+	if err != nil {
+		t.Fatalf("DeleteVolume after the other PersistentVolume is gone: %v", err)
+	}
+	waitGone(t, d, id)
+}
+
+// waitPVPhase waits until the PersistentVolume controller has given the volume
+// that phase, and the driver's cache has seen it.
+func waitPVPhase(t *testing.T, ctx context.Context, d *testDriver, name string, phase corev1.PersistentVolumePhase) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, controlPlaneWait, true, func(ctx context.Context) (bool, error) {
+		objs := d.svc.cache.pvs.List()
+		for _, o := range objs {
+			if pv := o.(*corev1.PersistentVolume); pv.Name == name {
+				return pv.Status.Phase == phase, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("PersistentVolume %s never reached phase %s: %v", name, phase, err)
+	}
+}
+
+// TestControlPlaneModifyVolume: a VolumeAttributesClass's parameters change a live
+// volume's server settings with one roll of its server, answered once the new
+// server is Ready; the same call again rolls nothing; a fixed parameter is refused
+// naming it, and changes nothing.
+func TestControlPlaneModifyVolume(t *testing.T) {
+	d := startDriver(t)
+	k := d.cluster.Client
+	ctx := callCtx(t, 3*controlPlaneWait)
+	const name = "modify"
+	if _, err := d.CreateVolume(ctx, createReq(name, map[string]string{parameters.NFSThreads: "8"})); err != nil {
+		t.Fatal(err)
+	}
+	obj := volume.ObjectName(name)
+	before, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modify := func(m map[string]string) error {
+		_, err := d.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: name, MutableParameters: m})
+		return err
+	}
+	start := time.Now()
+	if err := modify(map[string]string{parameters.NFSThreads: "32", parameters.ServerMemoryLimit: "2Gi"}); err != nil {
+		t.Fatalf("ControllerModifyVolume: %v", err)
+	}
+	t.Logf("modified and rolled in %s", time.Since(start).Round(time.Millisecond))
+	after, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := after.Spec.Template.Spec.Containers[0]
+	if !slices.Contains(c.Args, "--"+serverconfig.FlagThreads+"=32") || c.Resources.Limits.Memory().String() != "2Gi" {
+		t.Errorf("server after the change: args %v, memory limit %s; want 32 threads and 2Gi", c.Args, c.Resources.Limits.Memory())
+	}
+	if after.Generation != before.Generation+1 || !rollComplete(after) {
+		t.Errorf("generation %d -> %d, complete %v: want exactly one roll, complete", before.Generation, after.Generation, rollComplete(after))
+	}
+	pvc, err := k.CoreV1().PersistentVolumeClaims(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil || pvc.Annotations[volume.AnnotationMutableParameters] != `{"nfsThreads":"32","serverMemoryLimit":"2Gi"}` {
+		t.Errorf("backend PVC records %q (%v)", pvc.Annotations[volume.AnnotationMutableParameters], err)
+	}
+
+	// The same class again (csi-resizer's retry): nothing rolls.
+	if err := modify(map[string]string{parameters.NFSThreads: "32"}); err != nil {
+		t.Errorf("repeated ControllerModifyVolume: %v", err)
+	}
+	// A fixed parameter: refused, naming it.
+	err = modify(map[string]string{parameters.ServerEngine: parameters.EngineGanesha, parameters.NFSThreads: "4"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"serverEngine": cannot change on an existing volume`) {
+		t.Errorf("changing the engine = %v, want InvalidArgument naming serverEngine", err)
+	}
+	// A value the volume's other parameters refuse (grace below the lease).
+	err = modify(map[string]string{parameters.LeaseSeconds: "120", parameters.GraceSeconds: "60"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), parameters.GraceSeconds) {
+		t.Errorf("grace below lease = %v, want InvalidArgument naming graceSeconds", err)
+	}
+	last, err := k.AppsV1().Deployments(d.ns).Get(ctx, obj, metav1.GetOptions{})
+	if err != nil || last.Generation != after.Generation {
+		t.Errorf("refused or repeated changes rolled the server: generation %d -> %d (%v)", after.Generation, last.Generation, err)
+	}
+	if _, err := d.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: "no-such-volume", MutableParameters: map[string]string{parameters.NFSThreads: "4"}}); status.Code(err) != codes.NotFound {
+		t.Errorf("modifying an unknown volume = %v, want NotFound", err)
+	}
 }

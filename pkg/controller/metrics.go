@@ -99,8 +99,11 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Help: "Volumes no PersistentVolume refers to, as last seen by the reconciler (0 in a replica that is not the leader)."},
 			func() float64 { o, _ := m.counts(); return float64(o) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_outdated_servers",
-			Help: "Server Deployments built by another pvnfs version or --server-image, waiting for the operator to roll them (0 in a replica that is not the leader)."},
+			Help: "Server Deployments built by another pvnfs version or --server-image, waiting to be rolled: by the reconciler (--max-server-rollouts) or, when it does not roll them or they are pinned, by the operator (0 in a replica that is not the leader)."},
 			func() float64 { _, o := m.counts(); return float64(o) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pvnfs_server_rolls_in_progress",
+			Help: "Servers the reconciler is rolling to the current template whose new server is not Ready yet (0 in a replica that is not the leader)."},
+			func() float64 { return float64(m.rolls()) }),
 	)
 	return m
 }
@@ -123,6 +126,16 @@ func (m *metrics) looks(id string) int {
 		return 0
 	}
 	return r.lookCount(id)
+}
+
+func (m *metrics) rolls() int {
+	m.mu.Lock()
+	r := m.r
+	m.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return r.rollCount()
 }
 
 func (m *metrics) counts() (orphans, outdated int) {

@@ -18,13 +18,16 @@ type volumeSpec struct {
 	name         string // the CSI volume name
 	params       parameters.Parameters
 	storedParams string // parameters.Stored of the request
-	capacity     int64
-	capRange     *csi.CapacityRange
-	clusterIP    string // "" until the Service has one
-	pvName       string
-	pvcName      string
-	pvcNamespace string
-	source       *contentSource // what the volume is made from; nil: empty
+	// storedMutable is parameters.Stored of the VolumeAttributesClass's parameters
+	// the volume was created or last modified with, "" when none.
+	storedMutable string
+	capacity      int64
+	capRange      *csi.CapacityRange
+	clusterIP     string // "" until the Service has one
+	pvName        string
+	pvcName       string
+	pvcNamespace  string
+	source        *contentSource // what the volume is made from; nil: empty
 }
 
 // annotations are the annotations every object of the volume carries.
@@ -35,6 +38,9 @@ func (v volumeSpec) annotations() map[string]string {
 	}
 	if v.clusterIP != "" {
 		a[volume.AnnotationClusterIP] = v.clusterIP
+	}
+	if v.storedMutable != "" {
+		a[volume.AnnotationMutableParameters] = v.storedMutable
 	}
 	for k, val := range map[string]string{
 		volume.AnnotationPVName:       v.pvName,

@@ -14,13 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
-	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
@@ -37,6 +37,13 @@ type ReconcileOptions struct {
 	DeleteOrphansAfter time.Duration
 	// Workers is the number of volumes repaired at once.
 	Workers int
+	// MaxServerRollouts is how many servers built by another pvnfs version or
+	// --server-image are rolled to the current template at a time; the next starts
+	// once one of them has a Ready new server. 0 leaves them for the operator.
+	MaxServerRollouts int
+	// RolloutRecheck is how often a server waiting for its turn to roll looks
+	// again, besides being woken when a roll completes; 0 means 5 s.
+	RolloutRecheck time.Duration
 }
 
 // Events the reconciler records, on the backend PVC (or the Deployment).
@@ -49,13 +56,27 @@ const (
 	EventWaitingForOldServer = "WaitingForOldServer"
 	EventOrphaned            = "Orphaned"
 	EventOrphanDeleted       = "OrphanDeleted"
+	EventServerRollStarted   = "ServerRollStarted"
+	EventServerRolled        = "ServerRolled"
 )
+
+// AnnotationPinServer, set to "true" on a volume's server Deployment, keeps the
+// reconciler from rolling that server to a new template: a volume whose
+// applications cannot take a grace period now stays on its current server until
+// the annotation is removed.
+const AnnotationPinServer = "pvnfs.io/pin-server"
+
+// annotationRolledTo marks a server Deployment the reconciler rolled, with the
+// template hash it rolled it to. While that hash is the Deployment's and the roll
+// has not completed, the roll counts against MaxServerRollouts, also after a
+// controller restart.
+const annotationRolledTo = "pvnfs.io/rolled-to"
 
 // AnnotationTemplateHash records on a server Deployment the hash of the spec pvnfs
 // built. A live spec that differs while the hash still matches was edited by hand
 // and is corrected; a hash that differs means this pvnfs builds servers differently
-// (an upgrade, a new --server-image), and the server is left to be rolled by the
-// operator instead of restarting every volume's server at once.
+// (an upgrade, a new --server-image): the server is outdated, and rolled a few at a
+// time (ReconcileOptions.MaxServerRollouts) instead of every volume's server at once.
 const AnnotationTemplateHash = "pvnfs.io/template-hash"
 
 // reconciler keeps every volume's objects as its parameters require.
@@ -69,6 +90,9 @@ type reconciler struct {
 	mu          sync.Mutex
 	orphanSince map[string]time.Time
 	outdated    map[string]bool
+	// rolling holds the rolls this reconciler started, by volume, with their start
+	// time, until it sees them complete.
+	rolling map[string]time.Time
 	// looks counts, per volume with objects, the syncs that finished looking at
 	// them, whatever they decided. "The reconciler looked and left it alone" is
 	// otherwise invisible; tests wait on this count instead of sleeping.
@@ -99,7 +123,11 @@ func (s *Service) Reconcile(ctx context.Context, opts ReconcileOptions) {
 		now:         time.Now,
 		orphanSince: map[string]time.Time{},
 		outdated:    map[string]bool{},
+		rolling:     map[string]time.Time{},
 		looks:       map[string]int{},
+	}
+	if r.opts.RolloutRecheck <= 0 {
+		r.opts.RolloutRecheck = 5 * time.Second
 	}
 	s.metrics.setReconciler(r)
 	defer s.metrics.setReconciler(nil)
@@ -217,11 +245,143 @@ func (r *reconciler) sync(ctx context.Context, id string) (time.Duration, error)
 			return 0, err
 		}
 	}
+	if st.dep != nil {
+		r.rolled(id, st.dep)
+	}
+	rollAgain := time.Duration(0)
+	if st.dep != nil && r.isOutdated(id) {
+		wait, err := r.roll(ctx, id, st.dep, desired)
+		if err != nil {
+			return 0, err
+		}
+		rollAgain = wait
+	}
 	after, err := r.checkOrphan(ctx, id, st.pvc)
-	if waitOld > 0 && (after == 0 || waitOld < after) {
-		after = waitOld
+	for _, d := range []time.Duration{waitOld, rollAgain} {
+		if d > 0 && (after == 0 || d < after) {
+			after = d
+		}
 	}
 	return after, err
+}
+
+func (r *reconciler) isOutdated(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.outdated[id]
+}
+
+// roll brings an outdated server to the current template when its turn comes:
+// not pinned, and fewer than MaxServerRollouts rolls in progress. It returns when
+// to look again while the server waits for its turn.
+func (r *reconciler) roll(ctx context.Context, id string, live, desired *appsv1.Deployment) (time.Duration, error) {
+	if r.opts.MaxServerRollouts <= 0 || live.Annotations[AnnotationPinServer] == "true" {
+		return 0, nil
+	}
+	r.mu.Lock()
+	if _, mine := r.rolling[id]; !mine && r.rollsInProgress() >= r.opts.MaxServerRollouts {
+		r.mu.Unlock()
+		return r.opts.RolloutRecheck, nil
+	}
+	r.rolling[id] = r.now()
+	r.mu.Unlock()
+
+	dep := live.DeepCopy()
+	dep.Spec = desired.Spec
+	if dep.Annotations == nil {
+		dep.Annotations = map[string]string{}
+	}
+	for k, v := range desired.Annotations {
+		dep.Annotations[k] = v
+	}
+	dep.Annotations[annotationRolledTo] = desired.Annotations[AnnotationTemplateHash]
+	if _, err := r.s.client.AppsV1().Deployments(r.s.cfg.Namespace).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		r.mu.Lock()
+		delete(r.rolling, id)
+		r.mu.Unlock()
+		return 0, fmt.Errorf("rolling server Deployment %s to the current template: %w", dep.Name, err)
+	}
+	r.mu.Lock()
+	delete(r.outdated, id)
+	r.mu.Unlock()
+	r.recorder.Eventf(dep, corev1.EventTypeNormal, EventServerRollStarted,
+		"rolling server %s to the current template (image %s): clients pause for one grace period; at most %d servers roll at a time (--max-server-rollouts)",
+		dep.Name, serverImage(desired), r.opts.MaxServerRollouts)
+	r.s.metrics.action("server_roll_started")
+	klog.InfoS("Rolling server to the current template", "volumeID", id, "image", serverImage(desired))
+	return 0, nil
+}
+
+// rollsInProgress counts the rolls not yet complete: the Deployments in the cache
+// that a reconciler rolled to their current template, and the rolls this one
+// started that the cache does not show yet. Callers hold r.mu.
+func (r *reconciler) rollsInProgress() int {
+	n := 0
+	counted := map[string]bool{}
+	deps, _ := r.s.cache.deployments.Deployments(r.s.cfg.Namespace).List(labels.Everything())
+	for _, d := range deps {
+		to := d.Annotations[annotationRolledTo]
+		if to == "" || to != d.Annotations[AnnotationTemplateHash] {
+			continue
+		}
+		id := d.Labels[volume.LabelVolumeID]
+		counted[id] = true
+		if !rollComplete(d) {
+			n++
+		}
+	}
+	for id := range r.rolling {
+		if !counted[id] {
+			n++
+		}
+	}
+	return n
+}
+
+// rolled notes the completion of a roll this reconciler started: the event, the
+// metric, and a look at every server still waiting for its turn.
+func (r *reconciler) rolled(id string, dep *appsv1.Deployment) {
+	r.mu.Lock()
+	started, mine := r.rolling[id]
+	done := mine && dep.Annotations[annotationRolledTo] != "" &&
+		dep.Annotations[annotationRolledTo] == dep.Annotations[AnnotationTemplateHash] && rollComplete(dep)
+	var waiting []string
+	if done {
+		delete(r.rolling, id)
+		for o := range r.outdated {
+			waiting = append(waiting, o)
+		}
+	}
+	r.mu.Unlock()
+	if !done {
+		return
+	}
+	took := r.now().Sub(started).Round(time.Millisecond)
+	r.recorder.Eventf(dep, corev1.EventTypeNormal, EventServerRolled, "server %s runs the current template and is Ready again, %s after its roll started", dep.Name, took)
+	r.s.metrics.action("server_roll_completed")
+	klog.InfoS("Server rolled", "volumeID", id, "took", took)
+	for _, o := range waiting {
+		r.queue.Add(o)
+	}
+}
+
+// rollComplete reports whether a Deployment's controller has seen its current
+// spec and every replica is updated and Ready, with no old one left.
+func rollComplete(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want &&
+		s.ReadyReplicas == want && s.AvailableReplicas == want && s.Replicas == want
+}
+
+func serverImage(d *appsv1.Deployment) string {
+	if c := d.Spec.Template.Spec.Containers; len(c) > 0 {
+		return c[0].Image
+	}
+	return ""
 }
 
 // repair recreates or corrects the volume's objects, after checking with the API
@@ -281,7 +441,8 @@ func (r *reconciler) drifted(id string, live, desired *appsv1.Deployment) bool {
 	if live.Annotations[AnnotationTemplateHash] != want {
 		r.mu.Lock()
 		if !r.outdated[id] {
-			klog.V(2).InfoS("Server Deployment was built by another pvnfs version or image; left for the operator to roll", "volumeID", id)
+			klog.V(2).InfoS("Server Deployment was built by another pvnfs version or image", "volumeID", id,
+				"maxServerRollouts", r.opts.MaxServerRollouts, "pinned", live.Annotations[AnnotationPinServer] == "true")
 		}
 		r.outdated[id] = true
 		r.mu.Unlock()
@@ -377,25 +538,33 @@ func (r *reconciler) counts() (orphans, outdated int) {
 	return len(r.orphanSince), len(r.outdated)
 }
 
+// rollCount is the number of server rolls in progress.
+func (r *reconciler) rollCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rollsInProgress()
+}
+
 // specFromBackend rebuilds a volume's spec from its backend PVC, which records the
 // name, parameters and ClusterIP the volume was created with.
 func specFromBackend(id string, pvc *corev1.PersistentVolumeClaim) (volumeSpec, error) {
 	a := pvc.Annotations
-	_, params, err := parameters.Load(a[volume.AnnotationParameters])
+	params, err := loadParameters(a[volume.AnnotationParameters], a[volume.AnnotationMutableParameters])
 	if err != nil {
 		return volumeSpec{}, err
 	}
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	return volumeSpec{
-		id:           id,
-		name:         a[volume.AnnotationVolumeName],
-		params:       params,
-		storedParams: a[volume.AnnotationParameters],
-		capacity:     size.Value(),
-		clusterIP:    a[volume.AnnotationClusterIP],
-		pvName:       a[volume.AnnotationPVName],
-		pvcName:      a[volume.AnnotationPVCName],
-		pvcNamespace: a[volume.AnnotationPVCNamespace],
+		id:            id,
+		name:          a[volume.AnnotationVolumeName],
+		params:        params,
+		storedParams:  a[volume.AnnotationParameters],
+		storedMutable: a[volume.AnnotationMutableParameters],
+		capacity:      size.Value(),
+		clusterIP:     a[volume.AnnotationClusterIP],
+		pvName:        a[volume.AnnotationPVName],
+		pvcName:       a[volume.AnnotationPVCName],
+		pvcNamespace:  a[volume.AnnotationPVCNamespace],
 	}, nil
 }
 

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 
@@ -204,7 +207,7 @@ func TestControlPlaneReconcilerRepairsLostObjects(t *testing.T) {
 }
 
 // TestControlPlaneReconcilerLeavesOutdatedServers: a controller with another server
-// image (an upgrade) does not roll existing servers by itself.
+// image (an upgrade) and MaxServerRollouts 0 does not roll existing servers.
 func TestControlPlaneReconcilerLeavesOutdatedServers(t *testing.T) {
 	d := startDriverWith(t, &ReconcileOptions{Resync: time.Second, OrphanMinAge: time.Hour})
 	d.create(t, "outdated", nil)
@@ -216,7 +219,7 @@ func TestControlPlaneReconcilerLeavesOutdatedServers(t *testing.T) {
 	})
 	dep, err := d.cluster.Client.AppsV1().Deployments(d.ns).Get(callCtx(t, 10*time.Second), volume.ObjectName("outdated"), metav1.GetOptions{})
 	if err != nil || dep.Spec.Template.Spec.Containers[0].Image != testImage {
-		t.Errorf("server was rolled to %s (%v); servers must be rolled by the operator", dep.Spec.Template.Spec.Containers[0].Image, err)
+		t.Errorf("server was rolled to %s (%v); with MaxServerRollouts 0 servers are rolled by the operator", dep.Spec.Template.Spec.Containers[0].Image, err)
 	}
 }
 
@@ -328,5 +331,100 @@ func TestControlPlaneDeleteVolumeConvergesAfterCrash(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestControlPlaneReconcilerRollsOutdatedServers: after an upgrade (a new server
+// image), the reconciler rolls 20 volumes' servers at most MaxServerRollouts at a
+// time, each waiting for its new server to be Ready, until every one runs the new
+// template, except the volume pinned to its current server.
+func TestControlPlaneReconcilerRollsOutdatedServers(t *testing.T) {
+	const volumes, limit = 20, 2
+	const next = "example.invalid/pvnfs-server:next"
+	d := startDriverWith(t, &ReconcileOptions{Resync: time.Minute, OrphanMinAge: time.Hour, MaxServerRollouts: limit, RolloutRecheck: 500 * time.Millisecond})
+	k := d.cluster.Client
+	ctx := callCtx(t, 5*time.Minute)
+	names := make([]string, volumes)
+	for i := range names {
+		names[i] = fmt.Sprintf("roll-%02d", i)
+		d.create(t, names[i], nil)
+	}
+	pinned := volume.ObjectName(names[0])
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, AnnotationPinServer)
+	if _, err := k.AppsV1().Deployments(d.ns).Patch(ctx, pinned, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Watch every server Deployment from before the upgrade: a roll is in
+	// progress from the update of its template to its new server being Ready.
+	w, err := k.AppsV1().Deployments(d.ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	state := map[string]*appsv1.Deployment{}
+	maxRolling := 0
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ev := range w.ResultChan() {
+			dep, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			state[dep.Name] = dep
+			rolling := 0
+			for _, s := range state {
+				if serverImage(s) == next && !rollComplete(s) {
+					rolling++
+				}
+			}
+			maxRolling = max(maxRolling, rolling)
+			mu.Unlock()
+		}
+	}()
+
+	d.serverImage = next
+	d.restart(t)
+	start := time.Now()
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+		deps, err := k.AppsV1().Deployments(d.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		done := 0
+		for i := range deps.Items {
+			dep := &deps.Items[i]
+			if dep.Name != pinned && serverImage(dep) == next && rollComplete(dep) {
+				done++
+			}
+		}
+		return done == volumes-1, nil
+	})
+	if err != nil {
+		t.Fatalf("not every server was rolled: %v", err)
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	w.Stop()
+	<-watched
+	mu.Lock()
+	seen := maxRolling
+	mu.Unlock()
+	t.Logf("%d servers rolled in %s with --max-server-rollouts %d; at most %d rolled at once", volumes-1, took, limit, seen)
+	if seen > limit || seen == 0 {
+		t.Errorf("at most %d servers rolled at once, want between 1 and %d", seen, limit)
+	}
+	dep, err := k.AppsV1().Deployments(d.ns).Get(ctx, pinned, metav1.GetOptions{})
+	if err != nil || serverImage(dep) == next {
+		t.Errorf("the pinned server was rolled (%v)", err)
+	}
+	eventually(t, "the pinned server counts as outdated, no roll left in progress", func(context.Context) (bool, error) {
+		_, outdated := d.svc.metrics.counts()
+		return outdated == 1 && d.svc.metrics.rolls() == 0, nil
+	})
+	if !d.hasEvent(ctx, EventServerRolled, volume.ObjectName(names[1])) {
+		t.Errorf("no %s event on %s", EventServerRolled, volume.ObjectName(names[1]))
 	}
 }

@@ -115,13 +115,11 @@ func (s *Service) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotReq
 	if err != nil {
 		return nil, err
 	}
-	release, ok := s.inflight.TryAcquire(snapshotGuardKey(sp.key))
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on snapshot %s is already in progress", sp.id)
+	ctx, done, err := s.beginSnapshot(ctx, sp.key, sp.id)
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 	if err := s.snaps.ready(ctx); err != nil {
 		return nil, err
 	}
@@ -427,13 +425,11 @@ func (s *Service) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotReq
 			"snapshot %s belongs to the pvnfs installation in namespace %q; this controller serves namespace %q and cannot delete it",
 			req.GetSnapshotId(), ns, s.cfg.Namespace)
 	}
-	release, ok := s.inflight.TryAcquire(snapshotGuardKey(key))
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "an operation on snapshot %s is already in progress", req.GetSnapshotId())
+	ctx, done, err := s.beginSnapshot(ctx, key, req.GetSnapshotId())
+	if err != nil {
+		return nil, err
 	}
-	defer release()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
+	defer done()
 	if err := s.snaps.ready(ctx); err != nil {
 		return nil, err
 	}

@@ -180,5 +180,17 @@ func (s *Service) snapshotsEnabled() error {
 	return nil
 }
 
-// snapshotKeyString names a snapshot key in the in-flight guard, apart from volume IDs.
+// snapshotGuardKey names a snapshot key in the in-flight guard, apart from volume IDs.
 func snapshotGuardKey(key string) string { return fmt.Sprintf("snapshot:%s", key) }
+
+// beginSnapshot starts an operation on a snapshot as begin does on a volume: one at
+// a time per snapshot in this process (a concurrent retry gets Aborted), within the
+// call's deadline. done ends it.
+func (s *Service) beginSnapshot(ctx context.Context, key, id string) (context.Context, func(), error) {
+	release, ok := s.inflight.TryAcquire(snapshotGuardKey(key))
+	if !ok {
+		return nil, nil, status.Errorf(codes.Aborted, "an operation on snapshot %s is already in progress", id)
+	}
+	ctx, cancel := s.deadline(ctx)
+	return ctx, func() { cancel(); release() }, nil
+}

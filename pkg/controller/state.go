@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pvnfs/pvnfs/pkg/podutil"
@@ -170,6 +171,32 @@ func serviceProblems(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, n
 		}
 	}
 	return []string{fmt.Sprintf("Service %s has no ready endpoint", name)}
+}
+
+// expansionReason says why a backend claim does not hold want yet: how much it
+// holds, the resize conditions the backend set on it, and its newest warning
+// (a failed resize), so that the user's claim shows the backend's cause.
+func (c *cache) expansionReason(pvc *corev1.PersistentVolumeClaim, want *resource.Quantity) string {
+	if pvc == nil {
+		return "the backend PVC is gone"
+	}
+	have := pvc.Status.Capacity[corev1.ResourceStorage]
+	msg := fmt.Sprintf("the backend PVC %s/%s holds %s of the %s requested; waiting for its StorageClass's driver to expand it", pvc.Namespace, pvc.Name, have.String(), want.String())
+	for _, cond := range pvc.Status.Conditions {
+		if cond.Status == corev1.ConditionTrue {
+			msg += fmt.Sprintf("; condition %s", cond.Type)
+			if cond.Message != "" {
+				msg += ": " + cond.Message
+			}
+		}
+	}
+	for _, rs := range pvc.Status.AllocatedResourceStatuses {
+		msg += fmt.Sprintf("; resize status %s", rs)
+	}
+	if ev := c.latestEvent(pvc); ev != nil && ev.Type == corev1.EventTypeWarning {
+		msg += fmt.Sprintf("; backend PVC event %s: %s", ev.Reason, ev.Message)
+	}
+	return msg
 }
 
 // latestEvent returns the event that best explains obj's state: the newest Warning

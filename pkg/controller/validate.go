@@ -46,7 +46,8 @@ func capacityFor(r *csi.CapacityRange) (int64, error) {
 	case req < 0 || lim < 0:
 		return 0, status.Errorf(codes.InvalidArgument, "capacity_range: required_bytes (%d) and limit_bytes (%d) must not be negative", req, lim)
 	case lim > 0 && req > lim:
-		return 0, status.Errorf(codes.InvalidArgument, "capacity_range: required_bytes (%d) exceeds limit_bytes (%d)", req, lim)
+		// CSI names OUT_OF_RANGE for a capacity the plugin cannot satisfy.
+		return 0, status.Errorf(codes.OutOfRange, "capacity_range: required_bytes (%d) exceeds limit_bytes (%d); no size satisfies both", req, lim)
 	case req > 0:
 		return req, nil
 	case lim > 0 && lim < DefaultCapacity:

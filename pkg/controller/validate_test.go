@@ -20,7 +20,7 @@ func TestCapacityFor(t *testing.T) {
 		{name: "limit below default", r: &csi.CapacityRange{LimitBytes: 1 << 20}, want: 1 << 20},
 		{name: "limit above default", r: &csi.CapacityRange{LimitBytes: 10 << 30}, want: DefaultCapacity},
 		{name: "required equals limit", r: &csi.CapacityRange{RequiredBytes: 2 << 30, LimitBytes: 2 << 30}, want: 2 << 30},
-		{name: "required above limit", r: &csi.CapacityRange{RequiredBytes: 3, LimitBytes: 2}, code: codes.InvalidArgument},
+		{name: "required above limit", r: &csi.CapacityRange{RequiredBytes: 3, LimitBytes: 2}, code: codes.OutOfRange},
 		{name: "negative", r: &csi.CapacityRange{RequiredBytes: -1}, code: codes.InvalidArgument},
 	}
 	for _, tc := range tests {

@@ -158,6 +158,11 @@ const (
 	// with (JSON), so that a retry with other parameters is refused, and so that the
 	// server Deployment can be rebuilt exactly when it is lost or drifts.
 	AnnotationParameters = "pvnfs.io/parameters"
+	// AnnotationMutableParameters holds, on the backend PVC and the Deployment, the
+	// parameters of the VolumeAttributesClass the volume was created or last
+	// modified with (JSON), which take precedence over AnnotationParameters. It is
+	// absent on a volume no class has touched.
+	AnnotationMutableParameters = "pvnfs.io/mutable-parameters"
 	// AnnotationClusterIP records the Service's ClusterIP on the backend PVC and the
 	// Deployment, so that a deleted Service is recreated with the same address that
 	// every node has mounted.

@@ -60,7 +60,9 @@ func defaultOptions() options {
 		fanoutTargets:    "1,100,500",
 		fanoutSamples:    500,
 		footprintVolumes: 1000,
-		timeout:          40 * time.Minute,
+		// The cluster phases take about 15 min; the data path's guest up to 45 min
+		// on a busy machine.
+		timeout: 90 * time.Minute,
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 
 // env is the chart installed into the shared control plane, with the controller's
 // CSI side running on the host: pvnfs-csi in controller mode and the csi-provisioner
-// sidecar, each with the flags the chart gives it and the token of the chart's
+// and csi-resizer sidecars, each with the flags the chart gives it and the token of the chart's
 // controller ServiceAccount. The simulated controller pods (kwok) run nothing; these
 // processes are the controller.
 type env struct {
@@ -47,10 +47,11 @@ type env struct {
 	// saKubeconfig authenticates as the controller ServiceAccount.
 	saKubeconfig string
 	provisioner  string
+	resizerBin   string
 	socket       string
 	dir          string
 
-	driver, sidecar *process
+	driver, sidecar, resizer *process
 }
 
 var (
@@ -70,24 +71,25 @@ func installed(t testing.TB) *env {
 	// The cluster first: without root it skips at once, before any tool is built.
 	c := shared.Get(t)
 	helm := helmBinary(t)
-	tools, err := localcluster.InstallTools("provisioner")
-	if err != nil || tools.Provisioner == "" {
-		missing(t, fmt.Sprintf("csi-provisioner is not available (test/tools/install.sh provisioner): %v", err))
+	tools, err := localcluster.InstallTools("provisioner", "resizer")
+	if err != nil || tools.Provisioner == "" || tools.Resizer == "" {
+		missing(t, fmt.Sprintf("csi-provisioner or csi-resizer is not available (test/tools/install.sh provisioner resizer): %v", err))
 	}
 	envOnce.Do(func() {
 		// Stays the error if setUp stops the first caller (t.Fatal) half way.
 		envErr = errors.New("the installation stopped half way; see the first test that failed")
-		envVal = &env{cluster: c, helm: helm, kubectl: tools.Kubectl, provisioner: tools.Provisioner}
+		envVal = &env{cluster: c, helm: helm, kubectl: tools.Kubectl, provisioner: tools.Provisioner, resizerBin: tools.Resizer}
 		envErr = envVal.setUp(t)
 	})
 	if envErr != nil {
-		t.Fatalf("installing the chart: %v\n%s%s", envErr, envVal.driver.tail(), envVal.sidecar.tail())
+		t.Fatalf("installing the chart: %v\n%s", envErr, envVal.logs())
 	}
 	return envVal
 }
 
 func stopEnv() {
 	if envVal != nil {
+		envVal.resizer.stop()
 		envVal.sidecar.stop()
 		envVal.driver.stop()
 		_ = os.RemoveAll(envVal.dir)
@@ -124,7 +126,27 @@ func (e *env) setUp(t testing.TB) error {
 	if err := e.startDriver(ctx, t); err != nil {
 		return err
 	}
-	return e.startProvisioner(t, "csi-provisioner", false)
+	if err := e.startProvisioner(t, "csi-provisioner", false); err != nil {
+		return err
+	}
+	return e.startResizer(t)
+}
+
+// startResizer runs the csi-resizer sidecar with the chart's flags against
+// pvnfs-csi's socket, as the controller ServiceAccount, without leader election
+// and its HTTP endpoint.
+func (e *env) startResizer(t testing.TB) error {
+	args := []string{"--kubeconfig=" + e.saKubeconfig, "--csi-address=" + e.socket}
+	for _, a := range e.chartArgs(t, "csi-resizer") {
+		switch flagName(a) {
+		case "csi-address", "http-endpoint", "leader-election", "leader-election-namespace":
+			continue
+		}
+		args = append(args, a)
+	}
+	var err error
+	e.resizer, err = startProcess("csi-resizer", filepath.Join(e.dir, "csi-resizer.log"), e.resizerBin, args, hostEnv())
+	return err
 }
 
 // serviceAccountKubeconfig writes a kubeconfig holding a fresh token of a
@@ -267,7 +289,7 @@ func hostEnv() []string {
 
 // logs returns the ends of the host processes' logs, for failure messages.
 func (e *env) logs() string {
-	return e.driver.tail() + "\n" + e.sidecar.tail()
+	return e.driver.tail() + "\n" + e.sidecar.tail() + "\n" + e.resizer.tail()
 }
 
 // checkNoForbidden fails t if the API server refused any request of the host
@@ -275,7 +297,7 @@ func (e *env) logs() string {
 // log when it fails (events, leases).
 func (e *env) checkNoForbidden(t testing.TB) {
 	t.Helper()
-	for _, p := range []*process{e.driver, e.sidecar} {
+	for _, p := range []*process{e.driver, e.sidecar, e.resizer} {
 		b, err := os.ReadFile(p.log)
 		if err != nil {
 			t.Fatal(err)

@@ -23,6 +23,10 @@ const backendClass = "test-rwo"
 // use it.
 const defaultClass = "test-default"
 
+// fullClass is a backend StorageClass whose volumes never grow: its resizer records
+// a VolumeResizeFailed event instead, as a backend out of space would.
+const fullClass = "test-full"
+
 // shared is the package's local control plane, started by the first test that needs
 // it. Its backend provisioner plays the role of the cluster's block storage.
 var shared = localcluster.Shared{
@@ -30,6 +34,7 @@ var shared = localcluster.Shared{
 		for _, b := range []localcluster.BackendClass{
 			{Name: backendClass, AllowExpansion: true},
 			{Name: defaultClass, Default: true, AllowExpansion: true},
+			{Name: fullClass, AllowExpansion: true, FailResize: true},
 		} {
 			if err := c.AddBackendClass(ctx, b); err != nil {
 				return err

@@ -67,11 +67,11 @@ const (
 )
 
 // SnapshotBackend is a backend CSI driver that really takes snapshots (test/dircsi)
-// behind the real csi-provisioner and csi-snapshotter, with the cluster's
-// snapshot-controller and CRDs.
+// behind the real csi-provisioner, csi-resizer and csi-snapshotter, with the
+// cluster's snapshot-controller and CRDs.
 type SnapshotBackend struct {
-	Driver                   *dircsi.Driver
-	Provisioner, Snapshotter *localcluster.Process
+	Driver                            *dircsi.Driver
+	Provisioner, Resizer, Snapshotter *localcluster.Process
 	// Snapshots is a client of the VolumeSnapshot API.
 	Snapshots snapclient.Interface
 }
@@ -91,12 +91,12 @@ type SnapshotBackendOptions struct {
 // starts the dircsi driver with its sidecars, its StorageClass BackendCSIClass
 // (Immediate binding) and its default VolumeSnapshotClass BackendSnapshotClass.
 func StartSnapshotBackend(ctx context.Context, c *localcluster.Cluster, o SnapshotBackendOptions) (_ *SnapshotBackend, err error) {
-	tools, err := localcluster.InstallTools("provisioner", "snapshotter")
+	tools, err := localcluster.InstallTools("provisioner", "resizer", "snapshotter")
 	if err != nil {
 		return nil, err
 	}
-	if tools.Provisioner == "" || tools.Snapshotter == "" {
-		return nil, errors.New("csi-provisioner or csi-snapshotter is missing after test/tools/install.sh provisioner snapshotter")
+	if tools.Provisioner == "" || tools.Resizer == "" || tools.Snapshotter == "" {
+		return nil, errors.New("csi-provisioner, csi-resizer or csi-snapshotter is missing after test/tools/install.sh provisioner resizer snapshotter")
 	}
 	if err := c.StartSnapshotController(ctx); err != nil {
 		return nil, err
@@ -138,10 +138,17 @@ func StartSnapshotBackend(ctx context.Context, c *localcluster.Cluster, o Snapsh
 	if b.Snapshotter, err = StartSnapshotter(ctx, c, SnapshotterOptions{Binary: tools.Snapshotter, Dir: logs, Socket: b.Driver.Socket}); err != nil {
 		return nil, err
 	}
+	// pvnfs grows a volume by raising its backend PVC's request and waits until the
+	// backend's resizer has grown it.
+	b.Resizer = localcluster.NewProcess("csi-resizer", tools.Resizer, filepath.Join(logs, "csi-resizer.log"),
+		"--csi-address="+b.Driver.Socket, "--kubeconfig="+c.Kubeconfig, "--leader-election=false", "--v=2",
+		"--timeout=30s", "--handle-volume-inuse-error=false")
+	if err := b.Resizer.Start(); err != nil {
+		return nil, err
+	}
 	mode := storagev1.VolumeBindingImmediate
 	reclaim := corev1.PersistentVolumeReclaimDelete
-	// Expansion is allowed, as pvnfs requires to grow a volume: pvnfs raises the
-	// backend PVC's request, and no backend resizer runs here (a directory has no size).
+	// Expansion is allowed, as pvnfs requires to grow a volume.
 	expand := true
 	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: BackendCSIClass}, Provisioner: BackendDriverName,
 		VolumeBindingMode: &mode, ReclaimPolicy: &reclaim, AllowVolumeExpansion: &expand}
@@ -160,7 +167,7 @@ func StartSnapshotBackend(ctx context.Context, c *localcluster.Cluster, o Snapsh
 
 // Stop stops the sidecars and the driver.
 func (b *SnapshotBackend) Stop() {
-	for _, p := range []*localcluster.Process{b.Snapshotter, b.Provisioner} {
+	for _, p := range []*localcluster.Process{b.Snapshotter, b.Resizer, b.Provisioner} {
 		if p != nil {
 			p.Stop(5 * time.Second)
 		}

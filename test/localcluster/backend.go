@@ -37,7 +37,14 @@ type BackendClass struct {
 	// NeverProvision makes the class whose claims stay Pending: the provisioner
 	// records a ProvisioningFailed event instead, as a broken backend would.
 	NeverProvision bool
+	// FailResize makes the class whose expansions never complete: the resizer
+	// records a VolumeResizeFailed event on the claim instead, as a backend that
+	// has run out of space would.
+	FailResize bool
 }
+
+// ResizeFailedMessage is the message of the event a FailResize class records.
+const ResizeFailedMessage = "backend cannot grow the volume: the storage pool is full (test class whose resizes fail)"
 
 // AddBackendClass creates a StorageClass whose claims the cluster's test provisioner
 // serves with PVs that need no node (nothing is ever attached or mounted here).
@@ -60,6 +67,9 @@ func (c *Cluster) AddBackendClass(ctx context.Context, b BackendClass) error {
 	}
 	if b.NeverProvision {
 		sc.Parameters["fail"] = "true"
+	}
+	if b.FailResize {
+		sc.Parameters["failResize"] = "true"
 	}
 	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -137,7 +147,7 @@ func (c *Cluster) syncClaim(ctx context.Context, pvc *corev1.PersistentVolumeCla
 		return
 	}
 	if pvc.Spec.VolumeName != "" {
-		c.resizeClaim(ctx, pvc)
+		c.resizeClaim(ctx, pvc, sc.Parameters["failResize"] == "true")
 		return
 	}
 	if sc.VolumeBindingMode != nil && *sc.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer && pvc.Annotations[annSelectedNode] == "" {
@@ -170,10 +180,14 @@ func (c *Cluster) syncClaim(ctx context.Context, pvc *corev1.PersistentVolumeCla
 
 // resizeClaim completes an expansion: the PV and the claim's status take the new
 // size, as a resizer does for a volume that needs no node step.
-func (c *Cluster) resizeClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim) {
+func (c *Cluster) resizeClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim, fail bool) {
 	want := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	have := pvc.Status.Capacity[corev1.ResourceStorage]
 	if pvc.Status.Phase != corev1.ClaimBound || want.Cmp(have) <= 0 {
+		return
+	}
+	if fail {
+		c.event(ctx, pvc, "VolumeResizeFailed", ResizeFailedMessage)
 		return
 	}
 	patch := fmt.Sprintf(`{"spec":{"capacity":{"storage":%q}}}`, want.String())

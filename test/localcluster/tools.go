@@ -13,9 +13,9 @@ import (
 // Tools are the paths of the binaries the cluster runs.
 type Tools struct {
 	Etcd, APIServer, ControllerManager, Scheduler, Kubectl, Kwok string
-	// Provisioner is the csi-provisioner sidecar, Helm the helm CLI; empty when not
-	// asked for.
-	Provisioner, Helm string
+	// Provisioner and Resizer are the csi-provisioner and csi-resizer sidecars, Helm
+	// the helm CLI; empty when not asked for.
+	Provisioner, Resizer, Helm string
 	// SnapshotController, Snapshotter (the csi-snapshotter sidecar) and SnapshotCRDs
 	// (a directory of the snapshot CRDs' manifests) come from external-snapshotter;
 	// empty when not asked for ("snapshotter").
@@ -59,16 +59,16 @@ func InstallTools(what ...string) (Tools, error) {
 			return Tools{}, fmt.Errorf("test/tools/install.sh %s: %v\n%s", strings.Join(what, " "), err, out.String())
 		}
 	}
-	out, err := exec.Command("bash", "-c", `. "$1" && printf '%s\n' "$PVNFS_TOOLS_DIR" "$KUBE_VERSION" "$KWOK_VERSION" "$PROVISIONER_VERSION" "$HELM_VERSION" "$SNAPSHOTTER_VERSION"`,
+	out, err := exec.Command("bash", "-c", `. "$1" && printf '%s\n' "$PVNFS_TOOLS_DIR" "$KUBE_VERSION" "$KWOK_VERSION" "$PROVISIONER_VERSION" "$HELM_VERSION" "$RESIZER_VERSION" "$SNAPSHOTTER_VERSION"`,
 		"versions", filepath.Join(root, "test", "tools", "versions.sh")).Output()
 	if err != nil {
 		return Tools{}, fmt.Errorf("reading test/tools/versions.sh: %w", err)
 	}
 	f := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(f) != 6 {
+	if len(f) != 7 {
 		return Tools{}, fmt.Errorf("test/tools/versions.sh printed %q", out)
 	}
-	dir, kube, kwok, prov, helm, snap := f[0], f[1], f[2], f[3], f[4], f[5]
+	dir, kube, kwok, prov, helm, resizer, snap := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 	k := filepath.Join(dir, "kubernetes-"+kube)
 	t := Tools{
 		Etcd:              "/usr/bin/etcd",
@@ -78,6 +78,7 @@ func InstallTools(what ...string) (Tools, error) {
 		Kubectl:           filepath.Join(k, "kubectl"),
 		Kwok:              filepath.Join(dir, "kwok-"+kwok, "kwok"),
 		Provisioner:       filepath.Join(dir, "external-provisioner-"+prov, "csi-provisioner"),
+		Resizer:           filepath.Join(dir, "external-resizer-"+resizer, "csi-resizer"),
 		Helm:              filepath.Join(dir, "helm-"+helm, "helm"),
 		KubeVersion:       kube,
 	}
@@ -85,7 +86,7 @@ func InstallTools(what ...string) (Tools, error) {
 	t.SnapshotController = filepath.Join(snapDir, "snapshot-controller")
 	t.Snapshotter = filepath.Join(snapDir, "csi-snapshotter")
 	t.SnapshotCRDs = filepath.Join(snapDir, "crd")
-	for _, p := range []*string{&t.Provisioner, &t.Helm, &t.SnapshotController, &t.Snapshotter, &t.SnapshotCRDs} {
+	for _, p := range []*string{&t.Provisioner, &t.Resizer, &t.Helm, &t.SnapshotController, &t.Snapshotter, &t.SnapshotCRDs} {
 		if _, err := os.Stat(*p); err != nil {
 			*p = ""
 		}

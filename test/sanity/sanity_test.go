@@ -24,6 +24,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/mounter"
 	"github.com/pvnfs/pvnfs/pkg/mounter/mounttest"
 	"github.com/pvnfs/pvnfs/pkg/node"
+	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
 	"github.com/pvnfs/pvnfs/test/harness"
 	"github.com/pvnfs/pvnfs/test/localcluster"
@@ -47,10 +48,10 @@ var shared = localcluster.Shared{
 func TestMain(m *testing.M) { mounttest.Run(m, func() int { return shared.Main(m) }) }
 
 // maxSkipped is how many csi-sanity specs may be skipped: those of capabilities pvnfs
-// does not offer (ControllerPublish, node expansion, attach limits, capacity, volume
-// attribute classes and ModifyVolume, group snapshots). Before pvnfs took snapshots
-// and clones, 48 were skipped; their 19 specs run now.
-const maxSkipped = 29
+// does not offer (ControllerPublish, node expansion, attach limits, capacity, group
+// snapshots). Before pvnfs took snapshots and clones, 40 were skipped; their 19
+// specs run now.
+const maxSkipped = 21
 
 // report is csi-sanity's Ginkgo report, kept for the skip count.
 var report ginkgo.Report
@@ -58,11 +59,11 @@ var report ginkgo.Report
 var _ = ginkgo.ReportAfterSuite("pvnfs: count of skipped specs", func(r ginkgo.Report) { report = r })
 
 // TestSanityControlPlaneAndStandInNFS runs every csi-sanity spec that applies to
-// pvnfs, snapshots and clones included, with volumes on a backend that takes
-// snapshots (test/dircsi behind the real csi-provisioner and csi-snapshotter).
-// None is skipped by this test; csi-sanity itself skips the specs of capabilities
-// pvnfs does not offer (ControllerPublish, node expansion, attach limits, modify),
-// and the test fails when more than maxSkipped are skipped.
+// pvnfs, snapshots, clones and ModifyVolume included, with volumes on a backend that
+// takes snapshots (test/dircsi behind the real csi-provisioner, csi-resizer and
+// csi-snapshotter). None is skipped by this test; csi-sanity itself skips the specs
+// of capabilities pvnfs does not offer (ControllerPublish, node expansion, attach
+// limits), and the test fails when more than maxSkipped are skipped.
 func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	mounttest.RequireMounts(t)
 	c := shared.Get(t)
@@ -130,6 +131,9 @@ func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	cfg.TestVolumeExpandSize = 2 << 30
 	// Volumes keep their data on the backend that snapshots.
 	cfg.TestVolumeParameters = map[string]string{"backendStorageClass": harness.BackendCSIClass}
+	// A VolumeAttributesClass's parameters: the ModifyVolume specs and
+	// CreateVolume with a class run with them.
+	cfg.TestVolumeMutableParameters = map[string]string{parameters.NFSThreads: "16"}
 	t.Logf("csi-sanity with IdempotentCount=%d against namespace %s; NFS stood in for by bind mounts under %s", cfg.IdempotentCount, namespace, dir)
 	sanity.Test(t, cfg)
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the tests, the demo and the benchmarks need that is not a Go
 # dependency of the module itself: Debian packages, the Kubernetes control plane built
-# from the k8s.io/kubernetes module, kwok, the csi-provisioner and csi-snapshotter
-# sidecars with the snapshot-controller and its CRDs, and helm.
+# from the k8s.io/kubernetes module, kwok, the csi-provisioner, csi-resizer and
+# csi-snapshotter sidecars with the snapshot-controller and its CRDs, and helm.
 #
 # Binaries go to $PVNFS_TOOLS_DIR (default ~/.cache/pvnfs/tools), outside the
 # repository, so that a fresh clone on the same machine reuses them. Each tool lives in
 # a directory named after its version, so bumping a version rebuilds only that tool.
 #
-# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|snapshotter|helm|vmlab]...
+# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|resizer|snapshotter|helm|vmlab]...
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -167,6 +167,17 @@ install_helm() {
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+# csi-resizer's module has no in-tree replaces: go install builds it as published.
+install_resizer() {
+  local dir="$PVNFS_TOOLS_DIR/external-resizer-$RESIZER_VERSION"
+  [ -x "$dir/csi-resizer" ] && return 0
+  log "go install github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer@$RESIZER_VERSION"
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -X main.version=$RESIZER_VERSION" \
+    "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer@$RESIZER_VERSION"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 mkdir -p "$PVNFS_TOOLS_DIR"
 # Test packages run in parallel and each may ask for the tools; one builds, the
 # others wait for it instead of building the same thing into the same place.
@@ -177,14 +188,15 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-  all) install_apt; install_kube; install_kwok; install_provisioner; install_snapshotter; install_helm; install_vmlab ;;
+  all) install_apt; install_kube; install_kwok; install_provisioner; install_resizer; install_snapshotter; install_helm; install_vmlab ;;
   apt) install_apt ;;
   kube) install_kube ;;
   kwok) install_kwok ;;
   provisioner) install_provisioner ;;
+  resizer) install_resizer ;;
   snapshotter) install_snapshotter ;;
   helm) install_helm ;;
   vmlab) install_vmlab ;;
-  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner snapshotter helm vmlab)" >&2; exit 2 ;;
+  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner resizer snapshotter helm vmlab)" >&2; exit 2 ;;
   esac
 done

@@ -188,7 +188,12 @@ func (g Guest) Boot(ctx context.Context, repo string, r Run) (Result, error) {
 	}
 	defer console.Close()
 
-	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	// The caller's deadline may come first: name the one that applies when it passes.
+	limit := r.Timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < limit {
+		limit = time.Until(d).Round(time.Second)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	mem := r.MemoryMiB
 	if mem == 0 {
@@ -251,7 +256,7 @@ func (g Guest) Boot(ctx context.Context, repo string, r Run) (Result, error) {
 	case sawInitFailure != "":
 		why = "the guest's init failed: " + sawInitFailure
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		why = fmt.Sprintf("the guest did not finish within %s (hung?)", r.Timeout)
+		why = fmt.Sprintf("the guest did not finish within %s (its own limit %s, or what was left of the caller's deadline; hung, or a busy machine)", limit, r.Timeout)
 	case waitErr != nil:
 		why = fmt.Sprintf("qemu failed: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
 	}
