@@ -38,7 +38,7 @@ build: ## Build pvnfs-csi and pvnfs-server into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: ## Install what the tests need: Debian packages, the Kubernetes control plane, kwok, csi-provisioner, helm.
+tools: ## Install what the tests need: Debian packages, the Kubernetes control plane, kwok, csi-provisioner, csi-snapshotter with the snapshot-controller and CRDs, helm.
 	bash $(TOOLS) all
 
 .PHONY: test
@@ -83,11 +83,12 @@ bench: ## Measure provisioning, deletion, mount fan-out and footprint against th
 	$(GO) run ./test/bench -out docs/benchmarks.md
 
 .PHONY: bench-micro
-bench-micro: ## Go benchmarks of single paths: CreateVolume on the control plane, NodePublish fan-out, PVC to Bound through the chart's sidecars, NFS-Ganesha start and restart.
+bench-micro: ## Go benchmarks of single paths: CreateVolume on the control plane, NodePublish fan-out, PVC to Bound through the chart's sidecars, snapshot to ready and restore to Bound, NFS-Ganesha start and restart.
 	bash $(TOOLS) all
 	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench ControlPlaneCreateVolume -benchtime 1x ./pkg/controller/
 	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench Fanout ./test/simnode/...
 	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench PVCToBound ./test/deploy/
+	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench ControlPlaneSnapshotRestore -benchtime 1x ./test/snapshots/
 	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench GaneshaStartToReady -benchtime 10x ./pkg/nfsserver/ganesha/
 	PVNFS_REQUIRE_ALL=1 $(GO) test -run '^$$' -bench GaneshaRestartToWritable -benchtime 2x ./pkg/nfsserver/ganesha/
 
@@ -96,6 +97,8 @@ fuzz: ## Fuzz the parsers of untrusted input for 30 s each.
 	$(GO) test -run '^$$' -fuzz FuzzIDFromName -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParseContext -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzSnapshotKeyFromName -fuzztime 30s ./pkg/volume
+	$(GO) test -run '^$$' -fuzz FuzzParseSnapshotID -fuzztime 30s ./pkg/volume
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/parameters
 	$(GO) test -run '^$$' -fuzz FuzzParametersToServer -fuzztime 30s ./pkg/serverconfig
 	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 30s ./pkg/serverconfig

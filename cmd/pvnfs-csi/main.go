@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -70,7 +71,15 @@ func run(ctx context.Context, o *options) error {
 	services := csiserver.Services{}
 	var ready func(context.Context) error
 	if o.runsController() {
-		client, err := kubeClient(o, reg)
+		cfg, err := kubeConfig(o, reg)
+		if err != nil {
+			return err
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		snapshots, err := snapclient.NewForConfig(cfg)
 		if err != nil {
 			return err
 		}
@@ -85,6 +94,7 @@ func run(ctx context.Context, o *options) error {
 			MaxWait:               o.controller.maxWait,
 			AfterStep:             o.controller.crashHook.afterStep(),
 		})
+		ctrl.EnableSnapshots(snapshots, controller.NewHTTPFlusher(o.controller.serverNetwork.dial()))
 		// Caches fill in the background; Probe says not ready until they have.
 		go func() {
 			if err := ctrl.Start(ctx); err != nil {
@@ -117,9 +127,9 @@ func run(ctx context.Context, o *options) error {
 	return srv.Serve(ctx, o.shutdownGrace)
 }
 
-// kubeClient builds the Kubernetes client with its rate limits and a per-request
-// timeout, so no API call can block a CSI call forever.
-func kubeClient(o *options, reg prometheus.Registerer) (kubernetes.Interface, error) {
+// kubeConfig is the Kubernetes clients' configuration, with their rate limits and a
+// per-request timeout, so no API call can block a CSI call forever.
+func kubeConfig(o *options, reg prometheus.Registerer) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if o.kubeconfig != "" {
@@ -134,7 +144,7 @@ func kubeClient(o *options, reg prometheus.Registerer) (kubernetes.Interface, er
 	cfg.Timeout = 30 * time.Second
 	cfg.UserAgent = "pvnfs-csi/" + version.Version
 	controller.InstrumentClient(cfg, reg)
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) {

@@ -57,6 +57,9 @@ type controllerOptions struct {
 	// crashHook is empty in the production build; fault tests build pvnfs-csi with
 	// the tag pvnfs_standin to stop the controller at a named step.
 	crashHook crashHookOptions
+	// serverNetwork is empty in the production build (servernet_production.go);
+	// snapshot tests reach simulated server pods through it.
+	serverNetwork serverNetworkOptions
 }
 
 func defaultOptions() options {
@@ -102,6 +105,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.controller.deleteOrphansAfter, "delete-orphans-after", o.controller.deleteOrphansAfter, "delete a volume's objects (and, per the backend StorageClass's reclaim policy, its data) once no PersistentVolume has referred to it for this long; 0 only reports orphans, never deletes")
 	fs.IntVar(&o.controller.maxServerRollouts, "max-server-rollouts", o.controller.maxServerRollouts, "servers built by another pvnfs version or --server-image that the reconciler rolls to the current template at a time, each waiting for its new server to be Ready before the next starts (each roll pauses that volume's clients for one grace period); 0 leaves them for the operator. A server Deployment annotated "+"pvnfs.io/pin-server=true"+" is never rolled")
 	o.controller.crashHook.addFlags(fs)
+	o.controller.serverNetwork.addFlags(fs)
 	o.node.addFlags(fs)
 }
 
@@ -160,6 +164,9 @@ func (o *options) validate() error {
 			errs = append(errs, fmt.Errorf("--leader-election-namespace %q: must be a namespace name", ns))
 		}
 		if err := o.controller.crashHook.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := o.controller.serverNetwork.validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}

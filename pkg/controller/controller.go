@@ -75,6 +75,9 @@ type Service struct {
 	cache    *cache
 	inflight *inflight.Guard
 	metrics  *metrics
+	// snaps and flusher serve snapshots and clones (EnableSnapshots); nil without.
+	snaps   *snapshotCache
+	flusher Flusher
 }
 
 // New returns the controller service. Call Start before serving.
@@ -85,7 +88,12 @@ func New(client kubernetes.Interface, cfg Config) *Service {
 }
 
 // Start runs the informers until ctx ends and returns once their caches are filled.
-func (s *Service) Start(ctx context.Context) error { return s.cache.start(ctx) }
+func (s *Service) Start(ctx context.Context) error {
+	if s.snaps != nil {
+		s.snaps.setContext(ctx, s.client.CoreV1())
+	}
+	return s.cache.start(ctx)
+}
 
 // Ready returns nil once the caches have been filled; the identity service's
 // Probe reports it. csi-provisioner waits for it before its first call, and the
@@ -115,7 +123,7 @@ var controllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
 // ControllerGetCapabilities lists what the controller offers.
 func (s *Service) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	resp := &csi.ControllerGetCapabilitiesResponse{}
-	for _, c := range controllerCapabilities {
+	for _, c := range s.capabilities() {
 		resp.Capabilities = append(resp.Capabilities, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}}})
 	}
@@ -139,6 +147,9 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err := s.checkBackendClass(v); err != nil {
 		return nil, err
 	}
+	if err := s.prepareContentSource(ctx, &v); err != nil {
+		return nil, err
+	}
 	if err := s.ensureObjects(ctx, &v); err != nil {
 		return nil, err
 	}
@@ -146,7 +157,7 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err != nil {
 		return nil, err
 	}
-	klog.V(2).InfoS("Volume ready", "volumeID", v.id, "name", v.name, "clusterIP", v.clusterIP, "pod", st.pods[0].Name, "node", st.pods[0].Spec.NodeName)
+	klog.V(2).InfoS("Volume ready", "volumeID", v.id, "name", v.name, "clusterIP", v.clusterIP, "pod", st.pods[0].Name, "node", st.pods[0].Spec.NodeName, "source", describeSource(v))
 	return &csi.CreateVolumeResponse{Volume: s.csiVolume(v.id, st)}, nil
 }
 
@@ -162,8 +173,9 @@ func validateCreate(req *csi.CreateVolumeRequest) (volumeSpec, error) {
 	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return volumeSpec{}, err
 	}
-	if req.GetVolumeContentSource() != nil {
-		return volumeSpec{}, status.Error(codes.InvalidArgument, "volume_content_source: pvnfs does not clone volumes or restore snapshots")
+	source, err := parseContentSource(req.GetVolumeContentSource())
+	if err != nil {
+		return volumeSpec{}, err
 	}
 	capacity, err := capacityFor(req.GetCapacityRange())
 	if err != nil {
@@ -189,6 +201,7 @@ func validateCreate(req *csi.CreateVolumeRequest) (volumeSpec, error) {
 		pvName:        p[parameters.PVNameKey],
 		pvcName:       p[parameters.PVCNameKey],
 		pvcNamespace:  p[parameters.PVCNamespaceKey],
+		source:        source,
 	}, nil
 }
 
@@ -419,6 +432,7 @@ func (s *Service) csiVolume(id string, st volumeState) *csi.Volume {
 	if st.pvc != nil {
 		q := st.pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 		v.CapacityBytes = q.Value()
+		v.ContentSource = contentSourceOf(st.pvc)
 	}
 	if st.svc != nil && st.svc.Spec.ClusterIP != "" {
 		ctx := volume.Context{Server: st.svc.Spec.ClusterIP, Share: volume.ExportPath}

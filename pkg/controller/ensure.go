@@ -92,6 +92,9 @@ func (s *Service) ensurePVC(ctx context.Context, v volumeSpec) error {
 	if err := checkSameVolume(pvc, v); err != nil {
 		return err
 	}
+	if err := checkSameSource(pvc, v); err != nil {
+		return err
+	}
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	if !capacityFits(size.Value(), v.capRange) {
 		return status.Errorf(codes.AlreadyExists, "volume %q exists with %s, outside the requested range (required %d, limit %d bytes)",
@@ -115,11 +118,16 @@ func (s *Service) createBackendPVC(ctx context.Context, v volumeSpec) (*corev1.P
 			return nil, err
 		}
 	}
-	pvc, err := pvcs.Create(ctx, s.cfg.buildBackendPVC(v, mode), metav1.CreateOptions{})
+	build := func(mode corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+		pvc := s.cfg.buildBackendPVC(v, mode)
+		applyContentSource(pvc, v)
+		return pvc
+	}
+	pvc, err := pvcs.Create(ctx, build(mode), metav1.CreateOptions{})
 	if err != nil && v.params.BackendAccessMode == "" && mode == corev1.ReadWriteOncePod &&
 		apierrors.IsInvalid(err) && strings.Contains(err.Error(), string(corev1.ReadWriteOncePod)) {
 		mode, why = corev1.ReadWriteOnce, "the API server refused ReadWriteOncePod: "+err.Error()
-		pvc, err = pvcs.Create(ctx, s.cfg.buildBackendPVC(v, mode), metav1.CreateOptions{})
+		pvc, err = pvcs.Create(ctx, build(mode), metav1.CreateOptions{})
 	}
 	if err == nil {
 		klog.V(2).InfoS("Created backend PVC", "volumeID", v.id, "accessMode", mode, "reason", why)

@@ -27,6 +27,7 @@ type volumeSpec struct {
 	pvName        string
 	pvcName       string
 	pvcNamespace  string
+	source        *contentSource // what the volume is made from; nil: empty
 }
 
 // annotations are the annotations every object of the volume carries.

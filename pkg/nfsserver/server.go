@@ -20,6 +20,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/rpcprobe"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
 	"github.com/pvnfs/pvnfs/pkg/version"
+	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
 // Deps are the server's side effects; main passes the real ones.
@@ -182,6 +183,8 @@ func (s *Server) serveHTTP() (func(), error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", s.health.healthzHandler)
 	mux.HandleFunc("/readyz", s.health.readyzHandler)
+	// Before a backend snapshot or clone, the controller asks for a flush (flush.go).
+	mux.Handle(volume.FlushPath, NewFlushHandler(s.cfg.VolumeRoot))
 	reg := newRegistry(&nfsCollector{engine: s.engine, volumeID: s.cfg.VolumeID, health: s.health,
 		timeout: s.opts.CheckTimeout, d: newDescs()})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 2 * s.opts.CheckTimeout}))
@@ -197,7 +200,7 @@ func (s *Server) serveHTTP() (func(), error) {
 			klog.ErrorS(err, "Health server stopped")
 		}
 	}()
-	klog.InfoS("Serving /healthz, /readyz and /metrics", "address", ln.Addr().String())
+	klog.InfoS("Serving /healthz, /readyz, /metrics and "+volume.FlushPath, "address", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

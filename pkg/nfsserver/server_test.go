@@ -23,6 +23,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/engine"
 	"github.com/pvnfs/pvnfs/pkg/nfsserver/kernel/kerneltest"
 	"github.com/pvnfs/pvnfs/pkg/serverconfig"
+	"github.com/pvnfs/pvnfs/pkg/volume"
 )
 
 // fakeNFS answers every RPC NULL call with success, as nfsd would, on a free port.
@@ -391,6 +392,23 @@ func TestServerWithFakeEngine(t *testing.T) {
 				h.waitFor("/readyz", http.StatusOK)
 				if _, m := h.get("/metrics"); !strings.Contains(m, "pvnfs_nfs_stats_up 0") || strings.Contains(m, "pvnfs_nfs_read_bytes_total") {
 					h.t.Errorf("/metrics:\n%s", m)
+				}
+				h.cancel()
+			}, wantStops: 1, wantStarts: 1},
+		{name: "POST /flush syncs the backend volume while serving; other methods are refused",
+			act: func(h *harness, f *fakeEngine) {
+				h.waitFor("/readyz", http.StatusOK)
+				resp, err := http.Post(h.base+volume.FlushPath+"?"+volume.FlushTimeoutParam+"=10s", "", nil)
+				if err != nil {
+					h.t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "flushed ") {
+					h.t.Errorf("POST %s = %d %s, want 200 flushed", volume.FlushPath, resp.StatusCode, body)
+				}
+				if code, _ := h.get(volume.FlushPath); code != http.StatusMethodNotAllowed {
+					h.t.Errorf("GET %s = %d, want 405", volume.FlushPath, code)
 				}
 				h.cancel()
 			}, wantStops: 1, wantStarts: 1},

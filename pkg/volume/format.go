@@ -51,16 +51,22 @@ func IDFromName(name string) (string, error) {
 		return "", fmt.Errorf("%w: name is %d characters long, at most %d are accepted",
 			ErrInvalidName, len(name), MaxNameLength)
 	}
-	if isDNSLabel(name) && len(name) <= MaxIDLength {
-		return name, nil
+	return labelFromName(name, MaxIDLength, "vol"), nil
+}
+
+// labelFromName is name itself when it is a DNS label of at most max characters, and
+// otherwise a sanitized prefix of it (or fallback) plus a hash of the whole name.
+func labelFromName(name string, max int, fallback string) string {
+	if isDNSLabel(name) && len(name) <= max {
+		return name
 	}
 	sum := sha256.Sum256([]byte(name))
 	suffix := hex.EncodeToString(sum[:])[:hashLength]
-	prefix := sanitize(name, MaxIDLength-hashLength-1)
+	prefix := sanitize(name, max-hashLength-1)
 	if prefix == "" {
-		prefix = "vol"
+		prefix = fallback
 	}
-	return prefix + "-" + suffix, nil
+	return prefix + "-" + suffix
 }
 
 // ParseID checks that id is a volume ID pvnfs could have made. It cannot recover the

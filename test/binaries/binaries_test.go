@@ -21,6 +21,7 @@ var forbidden = []string{
 	module + "test/",                 // the stand-in (test/standin) and every test helper
 	"nfs-stand-in-dir",               // the stand-in's flag, in --help and the flag set
 	"test-crash-file",                // the fault tests' crash hook (cmd/pvnfs-csi/crashhook_test_build.go)
+	"server-network-stand-in-dir",    // the pod network stand-in's flag (cmd/pvnfs-csi/servernet_test_build.go)
 	module + "pkg/mounter.(*Fake)",   // the node's in-memory mounter for unit tests
 	module + "pkg/mounter/mounttest", // root and mount-namespace helpers of tests
 	"/commandtest",                   // the fake command runner of pkg/nfsserver

@@ -36,6 +36,9 @@ type ControllerOptions struct {
 	Namespace string
 	// Args are added to the defaults, e.g. "--v=4" or "--delete-orphans-after=1m".
 	Args []string
+	// Kubeconfig replaces the cluster's admin kubeconfig, e.g. one holding the token
+	// of the chart's ServiceAccount, to run with exactly its rights.
+	Kubeconfig string
 }
 
 // Controller is a running pvnfs-csi in controller mode.
@@ -61,7 +64,7 @@ func StartController(ctx context.Context, c *localcluster.Cluster, o ControllerO
 	}
 	sock := filepath.Join(o.Dir, "controller.sock")
 	args := append([]string{
-		"--mode=controller", "--endpoint=unix://" + sock, "--kubeconfig=" + c.Kubeconfig,
+		"--mode=controller", "--endpoint=unix://" + sock, "--kubeconfig=" + kubeconfig(c, o.Kubeconfig),
 		"--driver-name=" + DriverName, "--namespace=" + o.Namespace, "--server-image=" + ServerImage,
 		"--leader-election=false", "--v=2",
 	}, o.Args...)
@@ -123,6 +126,8 @@ type ProvisionerOptions struct {
 	Socket string
 	// Args replace ProvisionerArgs' tuning flags when set.
 	Args []string
+	// Kubeconfig replaces the cluster's admin kubeconfig when set.
+	Kubeconfig string
 }
 
 // ProvisionerArgs are the csi-provisioner flags the Helm chart uses, minus the
@@ -140,12 +145,20 @@ func StartProvisioner(ctx context.Context, c *localcluster.Cluster, o Provisione
 	if tuning == nil {
 		tuning = ProvisionerArgs
 	}
-	args := append([]string{"--csi-address=" + o.Socket, "--kubeconfig=" + c.Kubeconfig, "--leader-election=false", "--v=2"}, tuning...)
+	args := append([]string{"--csi-address=" + o.Socket, "--kubeconfig=" + kubeconfig(c, o.Kubeconfig), "--leader-election=false", "--v=2"}, tuning...)
 	p := localcluster.NewProcess("csi-provisioner", o.Binary, filepath.Join(o.Dir, "csi-provisioner.log"), args...)
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// kubeconfig is the kubeconfig a process runs with: its own, else the admin's.
+func kubeconfig(c *localcluster.Cluster, own string) string {
+	if own != "" {
+		return own
+	}
+	return c.Kubeconfig
 }
 
 func dial(sock string) (*grpc.ClientConn, error) {

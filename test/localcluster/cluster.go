@@ -81,6 +81,9 @@ type Cluster struct {
 
 	mu        sync.Mutex
 	nodeKwoks map[string]*Process
+	// extra are processes started with the cluster on request (the
+	// snapshot-controller); Stop stops them first.
+	extra []*Process
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok,
@@ -466,6 +469,9 @@ func (c *Cluster) Stop() {
 	c.mu.Lock()
 	for _, p := range c.nodeKwoks {
 		p.Kill()
+	}
+	for _, p := range c.extra {
+		p.Stop(5 * time.Second)
 	}
 	c.mu.Unlock()
 	for _, p := range []*Process{c.kwok, c.sched, c.cm, c.apiserver, c.etcd} {

@@ -16,6 +16,10 @@ type Tools struct {
 	// Provisioner and Resizer are the csi-provisioner and csi-resizer sidecars, Helm
 	// the helm CLI; empty when not asked for.
 	Provisioner, Resizer, Helm string
+	// SnapshotController, Snapshotter (the csi-snapshotter sidecar) and SnapshotCRDs
+	// (a directory of the snapshot CRDs' manifests) come from external-snapshotter;
+	// empty when not asked for ("snapshotter").
+	SnapshotController, Snapshotter, SnapshotCRDs string
 	// KubeVersion is the Kubernetes version of the control plane.
 	KubeVersion string
 }
@@ -39,7 +43,7 @@ func RepoRoot() (string, error) {
 }
 
 // InstallTools runs test/tools/install.sh for the given tools (apt, kube, kwok,
-// provisioner, helm), which builds what is missing and returns at once otherwise,
+// provisioner, snapshotter, helm), which builds what is missing and returns at once otherwise,
 // and returns the paths of all tools installed so far.
 func InstallTools(what ...string) (Tools, error) {
 	root, err := RepoRoot()
@@ -55,16 +59,16 @@ func InstallTools(what ...string) (Tools, error) {
 			return Tools{}, fmt.Errorf("test/tools/install.sh %s: %v\n%s", strings.Join(what, " "), err, out.String())
 		}
 	}
-	out, err := exec.Command("bash", "-c", `. "$1" && printf '%s\n' "$PVNFS_TOOLS_DIR" "$KUBE_VERSION" "$KWOK_VERSION" "$PROVISIONER_VERSION" "$HELM_VERSION" "$RESIZER_VERSION"`,
+	out, err := exec.Command("bash", "-c", `. "$1" && printf '%s\n' "$PVNFS_TOOLS_DIR" "$KUBE_VERSION" "$KWOK_VERSION" "$PROVISIONER_VERSION" "$HELM_VERSION" "$RESIZER_VERSION" "$SNAPSHOTTER_VERSION"`,
 		"versions", filepath.Join(root, "test", "tools", "versions.sh")).Output()
 	if err != nil {
 		return Tools{}, fmt.Errorf("reading test/tools/versions.sh: %w", err)
 	}
 	f := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(f) != 6 {
+	if len(f) != 7 {
 		return Tools{}, fmt.Errorf("test/tools/versions.sh printed %q", out)
 	}
-	dir, kube, kwok, prov, helm, resizer := f[0], f[1], f[2], f[3], f[4], f[5]
+	dir, kube, kwok, prov, helm, resizer, snap := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 	k := filepath.Join(dir, "kubernetes-"+kube)
 	t := Tools{
 		Etcd:              "/usr/bin/etcd",
@@ -78,7 +82,11 @@ func InstallTools(what ...string) (Tools, error) {
 		Helm:              filepath.Join(dir, "helm-"+helm, "helm"),
 		KubeVersion:       kube,
 	}
-	for _, p := range []*string{&t.Provisioner, &t.Resizer, &t.Helm} {
+	snapDir := filepath.Join(dir, "external-snapshotter-"+snap)
+	t.SnapshotController = filepath.Join(snapDir, "snapshot-controller")
+	t.Snapshotter = filepath.Join(snapDir, "csi-snapshotter")
+	t.SnapshotCRDs = filepath.Join(snapDir, "crd")
+	for _, p := range []*string{&t.Provisioner, &t.Resizer, &t.Helm, &t.SnapshotController, &t.Snapshotter, &t.SnapshotCRDs} {
 		if _, err := os.Stat(*p); err != nil {
 			*p = ""
 		}

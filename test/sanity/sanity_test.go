@@ -9,10 +9,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pvnfs/pvnfs/pkg/controller"
@@ -23,6 +26,7 @@ import (
 	"github.com/pvnfs/pvnfs/pkg/node"
 	"github.com/pvnfs/pvnfs/pkg/parameters"
 	"github.com/pvnfs/pvnfs/pkg/volume"
+	"github.com/pvnfs/pvnfs/test/harness"
 	"github.com/pvnfs/pvnfs/test/localcluster"
 	"github.com/pvnfs/pvnfs/test/standin"
 )
@@ -43,10 +47,23 @@ var shared = localcluster.Shared{
 
 func TestMain(m *testing.M) { mounttest.Run(m, func() int { return shared.Main(m) }) }
 
+// maxSkipped is how many csi-sanity specs may be skipped: those of capabilities pvnfs
+// does not offer (ControllerPublish, node expansion, attach limits, capacity, group
+// snapshots). Before pvnfs took snapshots and clones, 40 were skipped; their 19
+// specs run now.
+const maxSkipped = 21
+
+// report is csi-sanity's Ginkgo report, kept for the skip count.
+var report ginkgo.Report
+
+var _ = ginkgo.ReportAfterSuite("pvnfs: count of skipped specs", func(r ginkgo.Report) { report = r })
+
 // TestSanityControlPlaneAndStandInNFS runs every csi-sanity spec that applies to
-// pvnfs. None is skipped by this test; csi-sanity itself skips the specs of
-// capabilities pvnfs does not offer (snapshots, cloning, ControllerPublish, node
-// expansion, attach limits), and says so in its summary.
+// pvnfs, snapshots, clones and ModifyVolume included, with volumes on a backend that
+// takes snapshots (test/dircsi behind the real csi-provisioner, csi-resizer and
+// csi-snapshotter). None is skipped by this test; csi-sanity itself skips the specs
+// of capabilities pvnfs does not offer (ControllerPublish, node expansion, attach
+// limits), and the test fails when more than maxSkipped are skipped.
 func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	mounttest.RequireMounts(t)
 	c := shared.Get(t)
@@ -54,16 +71,35 @@ func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	standInDir := filepath.Join(dir, "nfs")
+	if err := os.MkdirAll(standInDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	standInDir, err := filepath.EvalSymlinks(standInDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend, err := harness.StartSnapshotBackend(ctx, c, harness.SnapshotBackendOptions{Dir: dir, StandInDir: standInDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Stop()
+	health, err := harness.StartServerHealth(ctx, c, namespace, filepath.Join(dir, "podnet"), standInDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	ctrl := controller.New(c.Client, controller.Config{
 		Namespace: namespace, ServerImage: "example.invalid/pvnfs-server:sanity",
 		ServerImagePullPolicy: corev1.PullIfNotPresent, MaxWait: time.Minute,
 	})
+	ctrl.EnableSnapshots(backend.Snapshots, controller.NewHTTPFlusher(standin.HealthDialer(health.Dir)))
 	if err := ctrl.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	runner := mounter.NewExecRunner()
-	nfs, err := standin.New(filepath.Join(dir, "nfs"), mounter.New(runner), runner)
+	nfs, err := standin.New(standInDir, mounter.New(runner), runner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +129,24 @@ func TestSanityControlPlaneAndStandInNFS(t *testing.T) {
 	cfg.StagingPath = filepath.Join(dir, "staging")
 	cfg.TestVolumeSize = 1 << 30
 	cfg.TestVolumeExpandSize = 2 << 30
+	// Volumes keep their data on the backend that snapshots.
+	cfg.TestVolumeParameters = map[string]string{"backendStorageClass": harness.BackendCSIClass}
 	// A VolumeAttributesClass's parameters: the ModifyVolume specs and
 	// CreateVolume with a class run with them.
 	cfg.TestVolumeMutableParameters = map[string]string{parameters.NFSThreads: "16"}
 	t.Logf("csi-sanity with IdempotentCount=%d against namespace %s; NFS stood in for by bind mounts under %s", cfg.IdempotentCount, namespace, dir)
 	sanity.Test(t, cfg)
+
+	var skipped []string
+	for _, s := range report.SpecReports {
+		if s.State == types.SpecStateSkipped {
+			skipped = append(skipped, s.FullText())
+		}
+	}
+	t.Logf("csi-sanity skipped %d specs:\n%s", len(skipped), strings.Join(skipped, "\n"))
+	if len(skipped) > maxSkipped {
+		t.Errorf("csi-sanity skipped %d specs, at most %d expected: a capability is no longer offered?", len(skipped), maxSkipped)
+	}
 }
 
 func init() {

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the tests, the demo and the benchmarks need that is not a Go
 # dependency of the module itself: Debian packages, the Kubernetes control plane built
-# from the k8s.io/kubernetes module, kwok, the csi-provisioner sidecar and helm.
+# from the k8s.io/kubernetes module, kwok, the csi-provisioner, csi-resizer and
+# csi-snapshotter sidecars with the snapshot-controller and its CRDs, and helm.
 #
 # Binaries go to $PVNFS_TOOLS_DIR (default ~/.cache/pvnfs/tools), outside the
 # repository, so that a fresh clone on the same machine reuses them. Each tool lives in
 # a directory named after its version, so bumping a version rebuilds only that tool.
 #
-# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|helm|vmlab]...
+# Usage: test/tools/install.sh [all|apt|kube|kwok|provisioner|resizer|snapshotter|helm|vmlab]...
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,10 +58,15 @@ build_with_replaces() {
     go mod edit -require="$mod@$ver"
     local gomod
     gomod=$(go mod download -json "$mod@$ver" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-    # Every in-tree replace of a k8s.io module becomes the published staging version;
-    # replaces that already name a published version are kept as they are.
-    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./.*#\1#p' "$gomod" | while read -r m; do
-      go mod edit -replace="$m=$m@$staging"
+    # Every in-tree replace of a k8s.io module becomes the published staging version,
+    # and one of another module (external-snapshotter's client/v8) that module at the
+    # main module's version, which is published with it; replaces that already name a
+    # published version are kept as they are.
+    sed -n 's#^\(replace \)\{0,1\}[[:space:]]*\([^ ]*\) => \./.*#\2#p' "$gomod" | while read -r m; do
+      case $m in
+      k8s.io/*) go mod edit -replace="$m=$m@$staging" ;;
+      *) go mod edit -replace="$m=$m@$ver" ;;
+      esac
     done
     sed -n 's#^\(replace \)\{0,1\}[[:space:]]*\([^ ]*\) => \([^ .][^ ]*\) \(v[^ ]*\)$#\2=\3@\4#p' "$gomod" |
       while read -r r; do go mod edit -replace="$r"; done
@@ -131,6 +137,27 @@ install_provisioner() {
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+# snapshotter builds the VolumeSnapshot pieces of external-snapshotter: the cluster's
+# snapshot-controller, the csi-snapshotter sidecar, and the snapshot CRDs from its
+# client module (the files the project's own deploy/ applies).
+install_snapshotter() {
+  local dir="$PVNFS_TOOLS_DIR/external-snapshotter-$SNAPSHOTTER_VERSION"
+  [ -x "$dir/snapshot-controller" ] && [ -x "$dir/csi-snapshotter" ] &&
+    [ -f "$dir/crd/snapshot.storage.k8s.io_volumesnapshots.yaml" ] && return 0
+  build_with_replaces github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" \
+    "$SNAPSHOTTER_STAGING" "$dir.tmp" "-s -w -X main.version=$SNAPSHOTTER_VERSION" \
+    github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller \
+    github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
+  local client
+  client=$(go mod download -json "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  mkdir -p "$dir.tmp/crd"
+  for kind in volumesnapshotclasses volumesnapshotcontents volumesnapshots; do
+    install -m 0644 "$client/config/crd/snapshot.storage.k8s.io_$kind.yaml" "$dir.tmp/crd/"
+  done
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 install_helm() {
   local dir="$PVNFS_TOOLS_DIR/helm-$HELM_VERSION"
   [ -x "$dir/helm" ] && return 0
@@ -161,14 +188,15 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-  all) install_apt; install_kube; install_kwok; install_provisioner; install_resizer; install_helm; install_vmlab ;;
+  all) install_apt; install_kube; install_kwok; install_provisioner; install_resizer; install_snapshotter; install_helm; install_vmlab ;;
   apt) install_apt ;;
   kube) install_kube ;;
   kwok) install_kwok ;;
   provisioner) install_provisioner ;;
   resizer) install_resizer ;;
+  snapshotter) install_snapshotter ;;
   helm) install_helm ;;
   vmlab) install_vmlab ;;
-  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner resizer helm vmlab)" >&2; exit 2 ;;
+  *) echo "unknown tool: $t (accepted: all apt kube kwok provisioner resizer snapshotter helm vmlab)" >&2; exit 2 ;;
   esac
 done

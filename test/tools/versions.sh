@@ -12,8 +12,13 @@ PROVISIONER_VERSION=${PROVISIONER_VERSION:-v6.3.0}
 PROVISIONER_STAGING=${PROVISIONER_STAGING:-v0.${_clientgo#v0.}}
 # csi-resizer v2.3.0 passes VolumeAttributesClass parameters (GA) to ModifyVolume.
 RESIZER_VERSION=${RESIZER_VERSION:-v2.3.0}
+# external-snapshotter: snapshot-controller, csi-snapshotter and the snapshot CRDs.
+# v8.6.0 is built against Kubernetes 1.36 and CSI spec 1.12, as the control plane and
+# pvnfs are; v8.7.0 already needs the 1.37 libraries. Its replaces name their versions.
+SNAPSHOTTER_VERSION=${SNAPSHOTTER_VERSION:-v8.6.0}
+SNAPSHOTTER_STAGING=${SNAPSHOTTER_STAGING:-v0.${_clientgo#v0.}}
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
 # The VM lab's guest is named after its recipe: editing it builds a new one.
 VMLAB_VERSION=${VMLAB_VERSION:-$(cat "$_repo/test/vmlab/image/build.sh" "$_repo/test/vmlab/image/init" | sha256sum | cut -c1-12)}
 PVNFS_TOOLS_DIR=${PVNFS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pvnfs/tools}
-export KUBE_VERSION KWOK_VERSION PROVISIONER_VERSION PROVISIONER_STAGING RESIZER_VERSION HELM_VERSION VMLAB_VERSION PVNFS_TOOLS_DIR
+export KUBE_VERSION KWOK_VERSION PROVISIONER_VERSION PROVISIONER_STAGING RESIZER_VERSION SNAPSHOTTER_VERSION SNAPSHOTTER_STAGING HELM_VERSION VMLAB_VERSION PVNFS_TOOLS_DIR
