@@ -56,15 +56,17 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	}
 	defer release()
 
-	stagingMount, err := s.healthyStaging(ctx, p.spec)
+	// One read of the mount table serves the staging and the target checks: it
+	// grows with every pod's bind mount, and a node publishes many.
+	stagingMount, table, err := s.healthyStaging(ctx, p.spec)
 	var nr *serverAwayError
 	if errors.As(err, &nr) {
-		return s.publishWhileServerAway(p, target, stagingMount, nr)
+		return s.publishWhileServerAway(p, target, table, stagingMount, nr)
 	}
 	if err != nil {
 		return nil, err
 	}
-	published, err := s.prepareTarget(ctx, p, target, stagingMount)
+	published, err := s.prepareTarget(ctx, p, target, table, stagingMount)
 	if err != nil {
 		return nil, err
 	}
@@ -143,15 +145,12 @@ func publishPaths(p publishRequest) (staging, target string, err error) {
 	return staging, target, nil
 }
 
-// prepareTarget looks at what is mounted at the target. It reports true when the
-// volume is already published there as asked; it removes a stale bind of the
-// volume; it refuses anything else there, and a second target of a
+// prepareTarget looks at what is mounted at the target in table. It reports true
+// when the volume is already published there as asked; it removes a stale bind of
+// the volume; it refuses anything else there, and a second target of a
 // SINGLE_NODE_SINGLE_WRITER volume.
-func (s *Service) prepareTarget(ctx context.Context, p publishRequest, target string, stagingMount mounter.MountPoint) (bool, error) {
-	table, err := s.mounter.List()
-	if err != nil {
-		return false, err
-	}
+func (s *Service) prepareTarget(ctx context.Context, p publishRequest, target string, table []mounter.MountPoint, stagingMount mounter.MountPoint) (bool, error) {
+	var err error
 	if m, mounted := mounter.FindMount(table, target); mounted {
 		switch {
 		case m.SameTree(stagingMount) && m.ReadOnly() == p.readOnly:
@@ -193,11 +192,7 @@ func (e *serverAwayError) Error() string { return e.cause.Error() }
 // staging mount as asked (a republish), Unavailable otherwise. A bind made now
 // could hang on the server (the kernel revalidates the mount's root), and the
 // pod could do nothing with the volume before the server is back anyway.
-func (s *Service) publishWhileServerAway(p publishRequest, target string, staging mounter.MountPoint, away *serverAwayError) (*csi.NodePublishVolumeResponse, error) {
-	table, err := s.mounter.List()
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) publishWhileServerAway(p publishRequest, target string, table []mounter.MountPoint, staging mounter.MountPoint, away *serverAwayError) (*csi.NodePublishVolumeResponse, error) {
 	if m, mounted := mounter.FindMount(table, target); mounted && m.SameTree(staging) && m.ReadOnly() == p.readOnly {
 		klog.V(2).InfoS("Volume published; its NFS server does not answer, the mount stays as it is", "volumeID", p.id, "targetPath", target, "err", away.cause)
 		return &csi.NodePublishVolumeResponse{}, nil
@@ -206,64 +201,73 @@ func (s *Service) publishWhileServerAway(p publishRequest, target string, stagin
 		serverOf(staging.Source), p.id, away.cause)
 }
 
-// healthyStaging returns the staging mount of the volume after checking it, and
-// stages the volume again when the mount is stale. When the server does not
-// answer, it returns the mount with a *serverAwayError.
-func (s *Service) healthyStaging(ctx context.Context, spec stageSpec) (mounter.MountPoint, error) {
-	table, err := s.mounter.List()
-	if err != nil {
-		return mounter.MountPoint{}, err
+// healthyStaging returns the staging mount of the volume after checking it, with
+// the mount table it found it in, and stages the volume again when the mount is
+// stale. When the server does not answer, it returns the mount and the table with
+// a *serverAwayError.
+func (s *Service) healthyStaging(ctx context.Context, spec stageSpec) (mounter.MountPoint, []mounter.MountPoint, error) {
+	m, table, err := s.checkStaging(ctx, spec)
+	if err != nil || table != nil {
+		return m, table, err
+	}
+	// Stale, and staged again: the mount and the table are new.
+	if table, err = s.mounter.List(); err != nil {
+		return m, nil, err
 	}
 	m, mounted := mounter.FindMount(table, spec.path)
 	if !mounted {
-		return m, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s: NodeStageVolume must succeed first", spec.volumeID, spec.path)
+		return m, nil, status.Errorf(codes.Aborted, "volume %s was unstaged from %s while it was being published; try again", spec.volumeID, spec.path)
+	}
+	return m, table, nil
+}
+
+// checkStaging checks the staging mount. It returns the mount and the table it
+// read when the mount can serve (or its server does not answer: a
+// *serverAwayError), and a nil table once it has staged a stale mount again.
+func (s *Service) checkStaging(ctx context.Context, spec stageSpec) (mounter.MountPoint, []mounter.MountPoint, error) {
+	table, err := s.mounter.List()
+	if err != nil {
+		return mounter.MountPoint{}, nil, err
+	}
+	m, mounted := mounter.FindMount(table, spec.path)
+	if !mounted {
+		return m, nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s: NodeStageVolume must succeed first", spec.volumeID, spec.path)
 	}
 	if !isNFS(m) || !sameSource(m.Source, spec.vctx.Source()) {
-		return m, status.Errorf(codes.FailedPrecondition, "staging path %s holds a %s mount of %s, not volume %s's export %s",
+		return m, nil, status.Errorf(codes.FailedPrecondition, "staging path %s holds a %s mount of %s, not volume %s's export %s",
 			spec.path, m.FSType, m.Source, spec.volumeID, spec.vctx.Source())
 	}
 	_, err = s.health.check(ctx, spec.path)
 	h, known := classify(err)
 	if !known {
-		return m, fmt.Errorf("checking the staging mount %s of volume %s: %w", spec.path, spec.volumeID, err)
+		return m, nil, fmt.Errorf("checking the staging mount %s of volume %s: %w", spec.path, spec.volumeID, err)
 	}
 	switch h {
 	case healthy:
-		return m, nil
+		return m, table, nil
 	case notResponding:
-		return m, &serverAwayError{cause: err}
+		return m, table, &serverAwayError{cause: err}
 	}
 	release, ok := s.inflight.TryAcquire(key(spec.volumeID, spec.path))
 	if !ok {
-		return m, status.Errorf(codes.Aborted, "the staging mount of volume %s is %s and is being staged or unstaged right now; try again", spec.volumeID, h)
+		return m, nil, status.Errorf(codes.Aborted, "the staging mount of volume %s is %s and is being staged or unstaged right now; try again", spec.volumeID, h)
 	}
 	defer release()
 	klog.V(2).InfoS("Staging mount is stale; staging again before publishing", "volumeID", spec.volumeID, "stagingPath", spec.path)
 	table, lerr := s.mounter.List()
 	if lerr != nil {
-		return m, lerr
+		return m, nil, lerr
 	}
 	switch now, mounted := mounter.FindMount(table, spec.path); {
 	case !mounted:
-		return m, status.Errorf(codes.Aborted, "volume %s was unstaged from %s while it was being published; try again", spec.volumeID, spec.path)
+		return m, nil, status.Errorf(codes.Aborted, "volume %s was unstaged from %s while it was being published; try again", spec.volumeID, spec.path)
 	case now.ID == m.ID:
 		err = s.restage(ctx, spec, table, m, err)
 	default:
 		// Someone staged it again since the check: check the new mount.
 		err = s.ensureStaged(ctx, spec)
 	}
-	if err != nil {
-		return m, err
-	}
-	table, err = s.mounter.List()
-	if err != nil {
-		return m, err
-	}
-	m, mounted = mounter.FindMount(table, spec.path)
-	if !mounted {
-		return m, status.Errorf(codes.Aborted, "volume %s was unstaged from %s while it was being published; try again", spec.volumeID, spec.path)
-	}
-	return m, nil
+	return m, nil, err
 }
 
 // verifyBind checks that the new mount at target shows the staging mount with the
