@@ -50,7 +50,7 @@ func causeRequests(s *SizeResult) string {
 
 // causePublish explains slow publishes at many pods.
 func causePublish(f *FanoutRow) string {
-	return fmt.Sprintf("NodePublish reads the node's whole mount table three times per call (staging check, target check, verification), and the table grows with every pod's bind mount (%d at the peak), so each call costs O(mounts); fix: read the table once per call, or look up the staging and target mounts by path (statx mount IDs) instead of parsing every mount", f.Bind+f.NFS+f.Other)
+	return fmt.Sprintf("NodePublish reads the node's whole mount table twice per call (once for the staging and target checks, once to verify the new bind), and the table grows with every pod's bind mount (%d at the peak), so each call costs O(mounts), and more on a busy machine; fix: look up the staging and target mounts by path (statx mount IDs) instead of parsing every mount", f.Bind+f.NFS+f.Other)
 }
 
 // causeMounts explains a wrong number of NFS-leg mounts.
