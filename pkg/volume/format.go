@@ -44,14 +44,22 @@ const MaxNameLength = 253
 // csi-provisioner's "pvc-<uuid>") is its own ID. Any other name becomes a readable,
 // sanitized prefix of it plus a hash of the whole name, e.g. "my-volume-1a2b3c4d5e".
 func IDFromName(name string) (string, error) {
-	switch {
-	case name == "":
-		return "", fmt.Errorf("%w: name is empty", ErrInvalidName)
-	case len(name) > MaxNameLength:
-		return "", fmt.Errorf("%w: name is %d characters long, at most %d are accepted",
-			ErrInvalidName, len(name), MaxNameLength)
+	if err := checkName(name); err != nil {
+		return "", err
 	}
 	return labelFromName(name, MaxIDLength, "vol"), nil
+}
+
+// checkName refuses a CSI name that is empty or longer than MaxNameLength.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: name is empty", ErrInvalidName)
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("%w: name is %d characters long, at most %d are accepted",
+			ErrInvalidName, len(name), MaxNameLength)
+	}
+	return nil
 }
 
 // labelFromName is name itself when it is a DNS label of at most max characters, and

@@ -37,12 +37,8 @@ var ErrInvalidSnapshotID = errors.New("invalid snapshot ID")
 // name always gives the same key, which makes CreateSnapshot an idempotent
 // get-or-create by name.
 func SnapshotKeyFromName(name string) (string, error) {
-	switch {
-	case name == "":
-		return "", fmt.Errorf("%w: name is empty", ErrInvalidName)
-	case len(name) > MaxNameLength:
-		return "", fmt.Errorf("%w: name is %d characters long, at most %d are accepted",
-			ErrInvalidName, len(name), MaxNameLength)
+	if err := checkName(name); err != nil {
+		return "", err
 	}
 	return labelFromName(name, MaxSnapshotKeyLength, "snap"), nil
 }
