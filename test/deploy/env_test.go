@@ -17,16 +17,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 
 	"github.com/pvnfs/pvnfs/test/localcluster"
 )
@@ -120,7 +115,7 @@ func (e *env) setUp(t testing.TB) error {
 	}
 	e.objects = decodeObjects(t, render(t, e.helm))
 
-	if e.saKubeconfig, err = e.serviceAccountKubeconfig(ctx, driverNamespace, releaseName+"-controller"); err != nil {
+	if e.saKubeconfig, err = e.cluster.ServiceAccountKubeconfig(ctx, e.dir, driverNamespace, releaseName+"-controller"); err != nil {
 		return err
 	}
 	if err := e.startDriver(ctx, t); err != nil {
@@ -132,39 +127,34 @@ func (e *env) setUp(t testing.TB) error {
 	return e.startResizer(t)
 }
 
+// sidecarArgs are the chart's arguments of a sidecar container, pointed at
+// pvnfs-csi's socket with the ServiceAccount's kubeconfig, without its HTTP
+// endpoint (its port is taken on a shared host) and, unless asked for, without
+// leader election.
+func (e *env) sidecarArgs(t testing.TB, container string, leaderElection bool) []string {
+	args := []string{"--kubeconfig=" + e.saKubeconfig, "--csi-address=" + e.socket}
+	for _, a := range e.chartArgs(t, container) {
+		switch flagName(a) {
+		case "csi-address", "http-endpoint":
+			continue
+		case "leader-election", "leader-election-namespace":
+			if !leaderElection {
+				continue
+			}
+		}
+		args = append(args, a)
+	}
+	return args
+}
+
 // startResizer runs the csi-resizer sidecar with the chart's flags against
 // pvnfs-csi's socket, as the controller ServiceAccount, without leader election
 // and its HTTP endpoint.
 func (e *env) startResizer(t testing.TB) error {
-	args := []string{"--kubeconfig=" + e.saKubeconfig, "--csi-address=" + e.socket}
-	for _, a := range e.chartArgs(t, "csi-resizer") {
-		switch flagName(a) {
-		case "csi-address", "http-endpoint", "leader-election", "leader-election-namespace":
-			continue
-		}
-		args = append(args, a)
-	}
+	args := e.sidecarArgs(t, "csi-resizer", false)
 	var err error
 	e.resizer, err = startProcess("csi-resizer", filepath.Join(e.dir, "csi-resizer.log"), e.resizerBin, args, hostEnv())
 	return err
-}
-
-// serviceAccountKubeconfig writes a kubeconfig holding a fresh token of a
-// ServiceAccount, so that a host process has exactly that account's rights.
-func (e *env) serviceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
-	tr, err := e.cluster.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3 * 3600))}},
-		metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("token of ServiceAccount %s/%s: %w", namespace, name, err)
-	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: e.cluster.Config.Host, CertificateAuthority: e.cluster.Config.TLSClientConfig.CAFile}
-	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: "local", AuthInfo: name}
-	cfg.CurrentContext = name
-	path := filepath.Join(e.dir, name+".kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
 // chartArgs returns the arguments the chart gives a container of the controller
@@ -240,18 +230,7 @@ func (e *env) waitProbe(ctx context.Context) error {
 // pvnfs-csi's socket, as the controller ServiceAccount. Leader election is off unless
 // asked for, and its HTTP endpoint is dropped (its port is taken on a shared host).
 func (e *env) startProvisioner(t testing.TB, name string, leaderElection bool) error {
-	args := []string{"--kubeconfig=" + e.saKubeconfig, "--csi-address=" + e.socket}
-	for _, a := range e.chartArgs(t, "csi-provisioner") {
-		switch flagName(a) {
-		case "csi-address", "http-endpoint":
-			continue
-		case "leader-election", "leader-election-namespace":
-			if !leaderElection {
-				continue
-			}
-		}
-		args = append(args, a)
-	}
+	args := e.sidecarArgs(t, "csi-provisioner", leaderElection)
 	if leaderElection && !slices.Contains(args, "--leader-election") {
 		return fmt.Errorf("the chart's csi-provisioner has no --leader-election")
 	}

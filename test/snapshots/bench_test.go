@@ -9,6 +9,7 @@ import (
 	crdv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // BenchmarkControlPlaneSnapshotRestore measures, over rounds of one snapshot and one
@@ -37,7 +38,7 @@ func BenchmarkControlPlaneSnapshotRestore(b *testing.B) {
 			ready = append(ready, time.Since(start))
 			start = time.Now()
 			restored := e.createPVC(b, fmt.Sprintf("bench-%d-%d-restored", i, r), pvnfsClass, &corev1.TypedLocalObjectReference{
-				APIGroup: ptr(crdv1.GroupName), Kind: "VolumeSnapshot", Name: snap.Name})
+				APIGroup: ptr.To(crdv1.GroupName), Kind: "VolumeSnapshot", Name: snap.Name})
 			e.waitBound(b, restored)
 			bound = append(bound, time.Since(start))
 		}

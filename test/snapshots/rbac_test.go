@@ -10,11 +10,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	"github.com/pvnfs/pvnfs/test/localcluster"
 )
 
@@ -56,18 +51,7 @@ func (e *env) chartIdentity(ctx context.Context) (string, error) {
 	if out, err := exec.CommandContext(ctx, e.cluster.Tools.Kubectl, "--kubeconfig="+e.cluster.Kubeconfig, "apply", "-f", file).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("kubectl apply -f %s: %w\n%s", file, err, out)
 	}
-	tr, err := e.cluster.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, chartAccount,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3 * 3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("token of ServiceAccount %s/%s: %w", namespace, chartAccount, err)
-	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: e.cluster.Config.Host, CertificateAuthority: e.cluster.Config.TLSClientConfig.CAFile}
-	cfg.AuthInfos[chartAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts[chartAccount] = &clientcmdapi.Context{Cluster: "local", AuthInfo: chartAccount}
-	cfg.CurrentContext = chartAccount
-	path := filepath.Join(e.dir, chartAccount+".kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
+	return e.cluster.ServiceAccountKubeconfig(ctx, e.dir, namespace, chartAccount)
 }
 
 // checkNoForbidden fails t if the API server refused any request of pvnfs-csi or its

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	toolscache "k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
 
 	"github.com/pvnfs/pvnfs/pkg/controller"
 	"github.com/pvnfs/pvnfs/pkg/volume"
@@ -80,7 +81,7 @@ func TestSnapshotRestoreAndClone(t *testing.T) {
 
 	start = time.Now()
 	restored := e.createPVC(t, "site-restored", pvnfsClass, &corev1.TypedLocalObjectReference{
-		APIGroup: ptr(crdv1.GroupName), Kind: "VolumeSnapshot", Name: snap.Name})
+		APIGroup: ptr.To(crdv1.GroupName), Kind: "VolumeSnapshot", Name: snap.Name})
 	restored = e.waitBound(t, restored)
 	t.Logf("MEASURE restore-bound %v", time.Since(start).Round(time.Millisecond))
 	clone := e.createPVC(t, "site-clone", pvnfsClass, &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: site.Name})
@@ -199,8 +200,6 @@ func selected[L runtime.Object](sel string, list func(context.Context, metav1.Li
 		},
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func (e *env) createPVC(t testing.TB, name, class string, source *corev1.TypedLocalObjectReference) *corev1.PersistentVolumeClaim {
 	t.Helper()
