@@ -125,20 +125,28 @@ func (s *Service) rollTo(ctx context.Context, id string, desired *appsv1.Deploym
 		if live.Annotations[AnnotationTemplateHash] == desired.Annotations[AnnotationTemplateHash] {
 			return nil
 		}
-		live.Spec = desired.Spec
-		if live.Annotations == nil {
-			live.Annotations = map[string]string{}
-		}
-		maps.Copy(live.Annotations, desired.Annotations)
-		if desired.Annotations[volume.AnnotationMutableParameters] == "" {
-			delete(live.Annotations, volume.AnnotationMutableParameters)
-		}
-		_, err = deps.Update(ctx, live, metav1.UpdateOptions{})
+		_, err = deps.Update(ctx, withTemplate(live, desired), metav1.UpdateOptions{})
 		if err == nil {
 			klog.V(2).InfoS("Server Deployment rolled to new settings", "volumeID", id)
 		}
 		return err
 	})
+}
+
+// withTemplate returns a copy of the live server Deployment with the spec and the
+// annotations pvnfs builds (template hash, recorded parameters) of desired; the
+// annotations others set (a pin, kubectl's) stay.
+func withTemplate(live, desired *appsv1.Deployment) *appsv1.Deployment {
+	dep := live.DeepCopy()
+	dep.Spec = desired.Spec
+	if dep.Annotations == nil {
+		dep.Annotations = map[string]string{}
+	}
+	maps.Copy(dep.Annotations, desired.Annotations)
+	if desired.Annotations[volume.AnnotationMutableParameters] == "" {
+		delete(dep.Annotations, volume.AnnotationMutableParameters)
+	}
+	return dep
 }
 
 // loadParameters parses a volume's recorded StorageClass parameters with its

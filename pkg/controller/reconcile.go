@@ -286,14 +286,7 @@ func (r *reconciler) roll(ctx context.Context, id string, live, desired *appsv1.
 	r.rolling[id] = r.now()
 	r.mu.Unlock()
 
-	dep := live.DeepCopy()
-	dep.Spec = desired.Spec
-	if dep.Annotations == nil {
-		dep.Annotations = map[string]string{}
-	}
-	for k, v := range desired.Annotations {
-		dep.Annotations[k] = v
-	}
+	dep := withTemplate(live, desired)
 	dep.Annotations[annotationRolledTo] = desired.Annotations[AnnotationTemplateHash]
 	if _, err := r.s.client.AppsV1().Deployments(r.s.cfg.Namespace).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
 		r.mu.Lock()
